@@ -1,0 +1,74 @@
+"""rodin-jupyter: your Hyper3D Rodin credit balance in Jupyter, and a guard for costly cells.
+
+Load in IPython / Jupyter with ``%load_ext rodin_jupyter``. The import stays light:
+IPython pieces load with the extension, ipywidgets only when a panel is first shown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .client import BalanceReading, RodinClient, check_balance
+from .errors import (
+    BadResponseError,
+    InsecureURLError,
+    KeyRefusedError,
+    MissingKeyError,
+    PricingError,
+    RateLimitedError,
+    RodinError,
+    RodinNetworkError,
+    RodinTimeoutError,
+    ServiceError,
+)
+from .pricing import estimate_cost
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .panel import BalancePanel
+
+__all__ = [
+    "BadResponseError",
+    "BalancePanel",
+    "BalanceReading",
+    "InsecureURLError",
+    "KeyRefusedError",
+    "MissingKeyError",
+    "PricingError",
+    "RateLimitedError",
+    "RodinClient",
+    "RodinError",
+    "RodinNetworkError",
+    "RodinTimeoutError",
+    "ServiceError",
+    "__version__",
+    "check_balance",
+    "estimate_cost",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The panel pulls in ipywidgets: import it only when someone asks for it.
+    if name == "BalancePanel":
+        from .panel import BalancePanel
+
+        return BalancePanel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_ipython_extension(shell: InteractiveShell) -> None:
+    """``%load_ext rodin_jupyter``: register the magics (and the guard's hooks)."""
+    from .extension import load
+
+    load(shell)
+
+
+def unload_ipython_extension(shell: InteractiveShell) -> None:
+    """``%unload_ext rodin_jupyter``: undo exactly what loading did."""
+    from .extension import unload
+
+    unload(shell)

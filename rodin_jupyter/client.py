@@ -1,0 +1,243 @@
+"""The HTTP core: one session, explicit timeouts, bounded retries, typed errors.
+
+Knows nothing of IPython or widgets. Only the free, read-only ``GET /check_balance``
+is ever retried; nothing here sends a request that can spend credits.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+
+import requests
+
+from ._version import __version__
+from .errors import (
+    BadResponseError,
+    KeyRefusedError,
+    RateLimitedError,
+    RodinError,
+    RodinNetworkError,
+    RodinTimeoutError,
+    ServiceError,
+)
+from .parsing import parse_balance
+from .secret import ApiKey, resolve_key
+from .urls import host_of, resolve_base_url
+
+log = logging.getLogger("rodin_jupyter.client")
+
+DEFAULT_CONNECT_TIMEOUT = 3.05
+DEFAULT_READ_TIMEOUT = 10.0
+DEFAULT_DEADLINE = 25.0
+DEFAULT_RETRIES = 2
+MAX_BODY_BYTES = 64 * 1024
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class BalanceReading:
+    """A balance and when it was read (wall clock for people, monotonic for ages)."""
+
+    balance: Decimal
+    checked_at: datetime
+    monotonic: float = field(default_factory=time.monotonic, compare=False)
+
+    def age(self) -> float:
+        """Seconds since the reading was taken."""
+        return max(0.0, time.monotonic() - self.monotonic)
+
+
+class _Retry(Exception):
+    """Internal: this attempt failed in a way worth another try."""
+
+    def __init__(self, error: RodinError, wait: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait = wait
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+class RodinClient:
+    """A client for the Rodin API's balance endpoint.
+
+    The key comes from the argument, else ``RODIN_API_KEY``, else ``HYPER3D_API_KEY``;
+    the base URL from the argument, else ``RODIN_API_BASE``, else the real service.
+    """
+
+    def __init__(
+        self,
+        api_key: str | ApiKey | None = None,
+        base_url: str | None = None,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = 0.5,
+    ) -> None:
+        self.base_url = resolve_base_url(base_url)
+        self._key = resolve_key(api_key)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.deadline = deadline
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = f"rodin-jupyter/{__version__}"
+        self._session.max_redirects = 0
+
+    def __repr__(self) -> str:
+        return f"<RodinClient base_url={self.base_url!r} key={self._key!r}>"
+
+    @property
+    def key_source(self) -> str:
+        """Where the key came from (an environment variable's name, or 'argument')."""
+        return self._key.source
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    def __enter__(self) -> RodinClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- the balance -------------------------------------------------------------------
+
+    def check_balance(self) -> BalanceReading:
+        """Ask the service for the balance now; retries transient failures within the deadline."""
+        url = f"{self.base_url}/check_balance"
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = self.deadline - (time.monotonic() - start)
+            try:
+                body = self._get(url, remaining, start)
+                balance = parse_balance(body)
+                log.debug("balance read from %s: %s", host_of(url), balance)
+                return BalanceReading(balance, datetime.now(timezone.utc))
+            except _Retry as retry:
+                error = retry.error
+                if attempt > self.retries:
+                    raise error from None
+                wait = retry.wait
+                if wait is None:
+                    wait = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+                left = self.deadline - (time.monotonic() - start)
+                if wait >= left - 0.05:
+                    raise error from None
+                log.debug("retrying balance check in %.2f s after: %s", wait, error)
+                time.sleep(wait)
+
+    def _get(self, url: str, remaining: float, start: float) -> bytes:
+        """One GET; returns the body of a 2xx answer or raises (``_Retry`` when transient)."""
+        host = host_of(url)
+        if remaining <= 0:
+            raise RodinTimeoutError(f"{host} did not answer within {self.deadline:g} s; "
+                                    "try again later.")
+        timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
+        headers = {"Authorization": f"Bearer {self._key.reveal()}", "Accept": "application/json"}
+        try:
+            with self._session.get(url, headers=headers, timeout=timeout, stream=True,
+                                   allow_redirects=False) as response:
+                status = response.status_code
+                if 300 <= status < 400:
+                    target = host_of(response.headers.get("Location", "")) or "elsewhere"
+                    raise ServiceError(
+                        f"{host} redirected the balance check to {target}; not followed, so "
+                        "the key stays with the host you chose. Check RODIN_API_BASE.",
+                        status,
+                    )
+                if status in (401, 403):
+                    raise KeyRefusedError(
+                        f"The Rodin API key was refused (HTTP {status}): check RODIN_API_KEY "
+                        "(API access needs a Business plan)."
+                    )
+                if status == 429:
+                    wait = _retry_after_seconds(response.headers.get("Retry-After"))
+                    hint = f"retry after {wait:.0f} s" if wait is not None else "wait a minute"
+                    raise _Retry(RateLimitedError(
+                        f"{host} is rate limiting requests (HTTP 429); {hint}.", wait), wait)
+                if status in RETRYABLE_STATUS:
+                    raise _Retry(ServiceError(
+                        f"{host} is unavailable (HTTP {status}); try again in a minute.", status))
+                if status >= 500:
+                    raise ServiceError(
+                        f"{host} had an internal error (HTTP {status}); try again later.", status)
+                if status == 404:
+                    raise ServiceError(
+                        f"{host} has no balance endpoint at this address (HTTP 404): "
+                        "check RODIN_API_BASE (it should end in /api/v2).", status)
+                if not 200 <= status < 300:
+                    raise ServiceError(
+                        f"{host} answered HTTP {status} to the balance check.", status)
+                return self._read_body(response, start)
+        except requests.exceptions.SSLError:
+            raise RodinNetworkError(
+                f"The TLS certificate of {host} could not be verified; for a private CA "
+                "set REQUESTS_CA_BUNDLE."
+            ) from None
+        except requests.exceptions.Timeout:
+            raise _Retry(RodinTimeoutError(
+                f"{host} did not answer in time; check your network and try again.")) from None
+        except (requests.exceptions.ConnectionError,
+                requests.exceptions.ChunkedEncodingError):
+            raise _Retry(RodinNetworkError(
+                f"Could not reach {host}: check your network connection or RODIN_API_BASE."
+            )) from None
+        except requests.exceptions.TooManyRedirects:
+            raise ServiceError(f"{host} redirected the balance check; not followed.") from None
+        except requests.exceptions.RequestException:
+            raise RodinNetworkError(f"The request to {host} failed.") from None
+
+    def _read_body(self, response: requests.Response, start: float) -> bytes:
+        """Read at most ``MAX_BODY_BYTES`` and never past the deadline."""
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise BadResponseError("The balance answer is far too large to be a balance.")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(8192):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise BadResponseError("The balance answer is far too large to be a balance.")
+            if time.monotonic() - start > self.deadline:
+                raise RodinTimeoutError(f"{host_of(response.url)} answered too slowly.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def check_balance(api_key: str | None = None, base_url: str | None = None) -> BalanceReading:
+    """One-off balance check with a throwaway client (prefer a long-lived ``RodinClient``)."""
+    with RodinClient(api_key, base_url) as client:
+        return client.check_balance()

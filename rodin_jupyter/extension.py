@@ -1,0 +1,40 @@
+"""Loading and unloading the IPython extension: each step of ``load`` has its undo."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .magics import RodinMagics
+
+MAGICS_CLASSES: tuple[type[Any], ...] = (RodinMagics,)
+
+
+def load(shell: Any) -> None:
+    """Register the magics (``register_magics`` on the class applies ``c.RodinMagics.*``)."""
+    for cls in MAGICS_CLASSES:
+        if cls.__name__ not in shell.magics_manager.registry:
+            shell.register_magics(cls)
+
+
+def unload(shell: Any) -> None:
+    """Remove the magics, stop panel timers, drop connections: as if never loaded."""
+    manager = shell.magics_manager
+    for cls in MAGICS_CLASSES:
+        instance = manager.registry.pop(cls.__name__, None)
+        if instance is None:
+            continue
+        for kind, names in cls.magics.items():
+            for name in names:
+                if manager.magics[kind].get(name) is not None:
+                    bound = manager.magics[kind][name]
+                    if getattr(bound, "__self__", None) is instance:
+                        del manager.magics[kind][name]
+        if instance in shell.configurables:
+            shell.configurables.remove(instance)
+    panel = sys.modules.get("rodin_jupyter.panel")
+    if panel is not None:
+        panel.shutdown_all()
+    from .monitor import get_monitor
+
+    get_monitor().close()

@@ -1,0 +1,139 @@
+"""``%rodin_balance`` and the settings behind ``%config RodinMagics``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Float, Unicode, observe
+
+from .cell_errors import CellStopped
+from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, RodinClient
+from .errors import RodinError
+from .monitor import get_monitor
+from .render import Balance, LedgerView
+from .settings import MIN_REFRESH_INTERVAL, settings
+
+
+def parse_credits(text: str, option: str) -> Decimal:
+    """A credit amount from a magic's argument, or a one-line error."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise CellStopped(f"{option} takes a number of credits, not {text!r}.") from None
+    if not value.is_finite() or value < 0:
+        raise CellStopped(f"{option} takes a non-negative number of credits.")
+    return value
+
+
+@magics_class
+class RodinMagics(Magics):
+    """Balance magics for the Hyper3D Rodin API. Settings: ``%config RodinMagics``."""
+
+    base_url = Unicode(
+        "", help="Rodin API base URL. Empty: RODIN_API_BASE, else the real service."
+    ).tag(config=True)
+    connect_timeout = Float(DEFAULT_CONNECT_TIMEOUT, help="Seconds to wait for a connection.").tag(
+        config=True)
+    read_timeout = Float(DEFAULT_READ_TIMEOUT, help="Seconds to wait for an answer (<= 10).").tag(
+        config=True)
+    deadline = Float(DEFAULT_DEADLINE,
+                     help="Seconds a balance check may take in all, retries included.").tag(
+        config=True)
+    warn_below = Float(float(settings.warn_below),
+                       help="Balance below which the panel shows 'low'.").tag(config=True)
+    min_balance = Float(float(settings.min_balance),
+                        help="Balance below which the panel shows 'too low'; the guard's "
+                             "minimum cost when a cell's cost is unclear.").tag(config=True)
+    refresh_interval = Float(settings.refresh_interval,
+                             help="Seconds between automatic panel refreshes (>= 10).").tag(
+        config=True)
+    cache_ttl = Float(settings.cache_ttl,
+                      help="Seconds a reading stays fresh for --cached and the guard.").tag(
+        config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._push_settings()
+        self._configure_client()
+
+    # -- settings ----------------------------------------------------------------------
+
+    @observe("warn_below", "min_balance", "refresh_interval", "cache_ttl")
+    def _settings_changed(self, change: Any) -> None:
+        self._push_settings()
+
+    @observe("base_url", "connect_timeout", "read_timeout", "deadline")
+    def _client_changed(self, change: Any) -> None:
+        self._configure_client()
+
+    def _push_settings(self) -> None:
+        settings.warn_below = Decimal(str(self.warn_below))
+        settings.min_balance = Decimal(str(self.min_balance))
+        settings.refresh_interval = max(MIN_REFRESH_INTERVAL, float(self.refresh_interval))
+        settings.cache_ttl = max(0.0, float(self.cache_ttl))
+
+    def _configure_client(self) -> None:
+        base = self.base_url or None
+        connect, read = self.connect_timeout, min(self.read_timeout, DEFAULT_READ_TIMEOUT)
+        deadline = self.deadline
+
+        def factory() -> RodinClient:
+            return RodinClient(base_url=base, connect_timeout=connect, read_timeout=read,
+                               deadline=deadline)
+
+        get_monitor().configure(factory)
+
+    # -- %rodin_balance ----------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("--cached", action="store_true",
+              help="Reuse the last reading if it is younger than RodinMagics.cache_ttl.")
+    @argument("--require", metavar="N", default=None,
+              help="Stop the cell (and Run All) if the balance is below N credits.")
+    @argument("--json", action="store_true", help="Print machine-readable JSON.")
+    @argument("--panel", action="store_true",
+              help="Show the refreshable balance panel (ipywidgets).")
+    @argument("--ledger", action="store_true",
+              help="Show what guarded cells spent, and the session total.")
+    @line_magic
+    def rodin_balance(self, line: str = "") -> Any:
+        """Show your Hyper3D Rodin credit balance.
+
+        The key comes from RODIN_API_KEY (or HYPER3D_API_KEY), the address from
+        RODIN_API_BASE. The value returned is a Decimal: ``b = %rodin_balance``.
+        """
+        try:
+            args = parse_argstring(self.rodin_balance, line)
+        except Exception as exc:  # argparse's UsageError: one line is enough
+            raise CellStopped(str(exc).splitlines()[-1]) from None
+        monitor = get_monitor()
+        if args.ledger:
+            return LedgerView(monitor.snapshot())
+        if args.panel:
+            from .panel import BalancePanel
+
+            panel = BalancePanel()
+            from IPython.display import display
+
+            display(panel)
+            return None
+        required = parse_credits(args.require, "--require") if args.require else None
+        try:
+            reading = monitor.read(max_age=settings.cache_ttl if args.cached else None)
+        except RodinError as exc:
+            raise CellStopped(str(exc)) from None
+        balance = Balance(reading.balance, reading.checked_at, cached=args.cached)
+        if required is not None and balance < required:
+            raise CellStopped(
+                f"Balance is {balance.value} credits, below the required {required}: "
+                "cell stopped."
+            )
+        if args.json:
+            sys.stdout.write(json.dumps(balance.to_json()) + "\n")
+            return None
+        return balance

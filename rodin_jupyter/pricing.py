@@ -1,0 +1,165 @@
+"""What a generation costs, from one price table a user can override.
+
+Prices change; the table is data (``DEFAULT_PRICES``), overridable from a JSON file
+(``RODIN_PRICES_FILE``) or ``%config RodinGuard.prices``. Unknown tiers and addons are
+errors: a guess could let a costly cell through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from .errors import PricingError
+
+DEFAULT_PRICES: dict[str, Any] = {
+    "tiers": {
+        "Sketch": "0.5", "Regular": "0.5", "Detail": "0.5", "Smooth": "0.5",
+        "Gen-2": "0.5",
+        "Gen-2.5-Extreme-Low": "0.5", "Gen-2.5-Low": "0.5", "Gen-2.5-Medium": "0.5",
+        "Gen-2.5-High": "0.5", "Gen-2.5-Extreme-High": "1.0",
+    },
+    "addons": {"HighPack": "1.0"},
+    "texture_modes": {"extreme-high": "2.0"},
+    "endpoints": {"rodin_texture_only": "0.5", "bang": "0.5"},
+    "default_tier": "Regular",
+}
+PRICES_FILE_VARIABLE = "RODIN_PRICES_FILE"
+GENERATION_ENDPOINTS = ("rodin", "rodin_texture_only", "bang")
+
+
+def _credits(value: Any, where: str) -> Decimal:
+    if isinstance(value, bool):
+        raise PricingError(f"Price for {where} must be a number.")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise PricingError(f"Price for {where} must be a number, not {value!r}.") from None
+    if not number.is_finite() or number < 0:
+        raise PricingError(f"Price for {where} must be a non-negative number.")
+    return number
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """Credits per tier, addon, texture mode and fixed-price endpoint."""
+
+    tiers: Mapping[str, Decimal]
+    addons: Mapping[str, Decimal]
+    texture_modes: Mapping[str, Decimal]
+    endpoints: Mapping[str, Decimal]
+    default_tier: str
+
+    @classmethod
+    def from_mapping(cls, overrides: Mapping[str, Any] | None = None) -> PriceTable:
+        """The default table with ``overrides`` merged in, section by section."""
+        merged: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v)
+                                  for k, v in DEFAULT_PRICES.items()}
+        for part, value in (overrides or {}).items():
+            if part not in DEFAULT_PRICES:
+                raise PricingError(f"Unknown price table section {part!r}.")
+            if isinstance(merged[part], dict):
+                if not isinstance(value, Mapping):
+                    raise PricingError(f"Price table section {part!r} must be a mapping.")
+                merged[part].update(value)
+            else:
+                merged[part] = str(value)
+
+        def section(name: str) -> dict[str, Decimal]:
+            return {k: _credits(v, f"{name} {k}") for k, v in merged[name].items()}
+
+        table = cls(section("tiers"), section("addons"), section("texture_modes"),
+                    section("endpoints"), merged["default_tier"])
+        if table.default_tier not in table.tiers:
+            raise PricingError(f"The default tier {table.default_tier!r} has no price.")
+        return table
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> PriceTable:
+        """A table from a JSON file holding overrides (same shape as ``DEFAULT_PRICES``)."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise PricingError(f"Could not read the price file {path}: "
+                               f"{type(exc).__name__}.") from None
+        if not isinstance(data, dict):
+            raise PricingError(f"The price file {path} must hold a JSON object.")
+        return cls.from_mapping(data)
+
+    @property
+    def cheapest(self) -> Decimal:
+        """The cheapest generation: the guard's default when a cell's cost is unclear."""
+        return min([*self.tiers.values(), *self.endpoints.values()])
+
+    def canonical_tier(self, tier: str) -> str:
+        """The table's spelling of ``tier`` (case-insensitive), or a PricingError."""
+        for name in self.tiers:
+            if name.lower() == tier.strip().lower():
+                return name
+        known = ", ".join(self.tiers)
+        raise PricingError(f"Unknown Rodin tier {tier!r}; known tiers: {known}.")
+
+
+def default_prices() -> PriceTable:
+    """The built-in table, with ``RODIN_PRICES_FILE`` applied when set."""
+    path = os.environ.get(PRICES_FILE_VARIABLE)
+    return PriceTable.from_file(path) if path else PriceTable.from_mapping()
+
+
+def parse_addons(addons: str | Iterable[str] | None) -> list[str]:
+    """Addons as the service takes them: a JSON string ``'["HighPack"]'``, a name, or a list."""
+    if addons is None:
+        return []
+    if isinstance(addons, str):
+        text = addons.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise PricingError(f"Addons {addons!r} are not a valid JSON list.") from None
+            if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+                raise PricingError(f"Addons {addons!r} must be a list of names.")
+            return value
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return [str(a) for a in addons]
+
+
+def estimate_cost(
+    tier: str | None = None,
+    addons: str | Iterable[str] | None = None,
+    texture_mode: str | None = None,
+    endpoint: str = "rodin",
+    count: int = 1,
+    prices: PriceTable | None = None,
+) -> Decimal:
+    """Credits that ``count`` generations with these settings will take, before sending any.
+
+    >>> estimate_cost("Gen-2.5-Extreme-High", addons='["HighPack"]')
+    Decimal('2.0')
+    """
+    table = prices or default_prices()
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise PricingError(f"The generation count must be a whole number >= 0, not {count!r}.")
+    name = endpoint.strip().strip("/").rsplit("/", 1)[-1]
+    if name in table.endpoints:
+        return table.endpoints[name] * count
+    if name != "rodin":
+        raise PricingError(f"Unknown Rodin endpoint {endpoint!r}; expected one of "
+                           f"{', '.join(GENERATION_ENDPOINTS)}.")
+    cost = table.tiers[table.canonical_tier(tier or table.default_tier)]
+    for addon in parse_addons(addons):
+        match = next((a for a in table.addons if a.lower() == addon.lower()), None)
+        if match is None:
+            raise PricingError(f"Unknown Rodin addon {addon!r}; known addons: "
+                               f"{', '.join(table.addons)}.")
+        cost += table.addons[match]
+    if texture_mode:
+        cost += table.texture_modes.get(texture_mode.strip().lower(), Decimal(0))
+    return cost * count

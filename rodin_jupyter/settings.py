@@ -1,0 +1,33 @@
+"""Thresholds and timings every face reads; ``%config RodinMagics`` writes them.
+
+A plain object rather than traitlets so the panel and the guard can read it without the
+extension being loaded (``display(BalancePanel())`` in a notebook that never ran
+``%load_ext``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+MIN_REFRESH_INTERVAL = 10.0
+
+
+@dataclass
+class Settings:
+    """Shared settings, with the defaults a new user gets."""
+
+    warn_below: Decimal = Decimal(5)
+    """Below this the panel shows 'low'."""
+
+    min_balance: Decimal = Decimal("0.5")
+    """Below this the panel shows 'too low'; the guard's minimum when a cost is unclear."""
+
+    refresh_interval: float = 60.0
+    """Seconds between automatic panel refreshes (at least ``MIN_REFRESH_INTERVAL``)."""
+
+    cache_ttl: float = 30.0
+    """How old a reading ``--cached`` (and the guard) may reuse, in seconds."""
+
+
+settings = Settings()

@@ -1,0 +1,72 @@
+"""Shared fixtures: a real sandbox server on loopback, a fake key, an in-process IPython."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from rodin_jupyter.sandbox import Sandbox
+
+# Obviously fake, and distinctive enough that a leak is easy to grep for.
+FAKE_KEY = "FAKE-rodin-test-key-0000-LEAKCHECK"
+
+ENV_VARIABLES = ("RODIN_API_KEY", "HYPER3D_API_KEY", "RODIN_API_BASE", "RODIN_PRICES_FILE")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's real key or base URL."""
+    for name in ENV_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """A fresh sandbox with 10 credits that accepts FAKE_KEY."""
+    with Sandbox(balance="10", api_key=FAKE_KEY, job_seconds=0.3) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sandbox_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The sandbox, with RODIN_API_KEY / RODIN_API_BASE pointing at it."""
+    monkeypatch.setenv("RODIN_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("RODIN_API_BASE", sandbox.base_url)
+    return sandbox
+
+
+@pytest.fixture
+def fresh_monitor(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A new process-wide monitor per test, so no state crosses tests."""
+    from rodin_jupyter import monitor as monitor_module
+
+    fresh = monitor_module.BalanceMonitor()
+    monkeypatch.setattr(monitor_module, "_monitor", fresh)
+    yield fresh
+    fresh.close()
+
+
+@pytest.fixture
+def ip(sandbox_env: Sandbox, fresh_monitor: Any) -> Iterator[Any]:
+    """A real in-process IPython shell with the extension loaded, pointed at the sandbox."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.testing.globalipapp import get_ipython
+
+    shell: InteractiveShell = get_ipython()
+    shell.run_line_magic("load_ext", "rodin_jupyter")
+    yield shell
+    shell.run_line_magic("unload_ext", "rodin_jupyter")
+
+
+def run_cell(shell: Any, code: str) -> Any:
+    """Run a cell like a frontend does; returns IPython's ExecutionResult."""
+    return shell.run_cell(code, store_history=True)
+
+
+def environ_without_keys() -> dict[str, str]:
+    """The current environment less any Rodin variable (for subprocesses)."""
+    return {k: v for k, v in os.environ.items() if k not in ENV_VARIABLES}
