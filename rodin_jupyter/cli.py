@@ -1,0 +1,106 @@
+"""``rodin-jupyter``: the balance from a shell, a local sandbox, and the no-key demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from decimal import Decimal
+
+from .errors import RodinError
+from .monitor import format_credits
+
+
+def _balance(args: argparse.Namespace) -> int:
+    from .client import RodinClient
+    from .render import Balance
+
+    with RodinClient(base_url=args.base_url) as client:
+        reading = client.check_balance()
+    balance = Balance(reading.balance, reading.checked_at)
+    if args.json:
+        print(json.dumps(balance.to_json()))
+    else:
+        print(f"Rodin balance: {format_credits(reading.balance)} credits")
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import Sandbox
+
+    stop = threading.Event()
+    with Sandbox(balance=args.balance, host=args.host, port=args.port) as sb:
+        print(f"Rodin sandbox on {sb.base_url} with {format_credits(sb.balance)} credits.")
+        print("In another shell (a sandbox key, not a secret):")
+        print(f"  export RODIN_API_BASE={sb.base_url}")
+        print(f"  export RODIN_API_KEY={sb.api_key}")
+        print("Press Ctrl-C to stop.", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    print("Sandbox stopped.")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(notebook=args.notebook, output=args.output, balance=args.balance)
+    for line in summary.lines():
+        print(line)
+    return 0 if summary.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, one sub-command per job."""
+    parser = argparse.ArgumentParser(
+        prog="rodin-jupyter",
+        description="Hyper3D Rodin credit balance, local sandbox and demo.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    balance = commands.add_parser(
+        "balance", help="print the balance (key: RODIN_API_KEY, address: RODIN_API_BASE)")
+    balance.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    balance.add_argument("--base-url", default=None, help="API base URL (default: RODIN_API_BASE)")
+    balance.set_defaults(run=_balance)
+
+    sandbox = commands.add_parser("sandbox", help="run a local Rodin-compatible API server")
+    sandbox.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    sandbox.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    sandbox.add_argument("--balance", type=Decimal, default=Decimal(10),
+                         help="starting credits (default: 10)")
+    sandbox.set_defaults(run=_sandbox)
+
+    demo = commands.add_parser(
+        "demo", help="run notebooks/quickstart.ipynb in a real kernel against a sandbox")
+    demo.add_argument("--notebook", default=None, help="notebook to run (default: quickstart)")
+    demo.add_argument("--output", default=None,
+                      help="where to save the executed copy (default: <name>.executed.ipynb)")
+    demo.add_argument("--balance", type=Decimal, default=Decimal(10),
+                      help="sandbox starting credits (default: 10)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: one line on stderr and a non-zero status for any expected failure."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except RodinError as exc:
+        print(f"rodin-jupyter: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rodin-jupyter: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
