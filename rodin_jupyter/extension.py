@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .guard_magics import RodinGuard
 from .magics import RodinMagics
 
-MAGICS_CLASSES: tuple[type[Any], ...] = (RodinMagics,)
+MAGICS_CLASSES: tuple[type[Any], ...] = (RodinMagics, RodinGuard)
 
 
 def load(shell: Any) -> None:
@@ -18,12 +19,15 @@ def load(shell: Any) -> None:
 
 
 def unload(shell: Any) -> None:
-    """Remove the magics, stop panel timers, drop connections: as if never loaded."""
+    """Remove the magics, the guard's hooks, panel timers, connections: as if never loaded."""
     manager = shell.magics_manager
     for cls in MAGICS_CLASSES:
         instance = manager.registry.pop(cls.__name__, None)
         if instance is None:
             continue
+        undo = getattr(instance, "unload", None)
+        if callable(undo):  # the guard: AST transformer, input gate, event callback
+            undo()
         for kind, names in cls.magics.items():
             for name in names:
                 if manager.magics[kind].get(name) is not None:
