@@ -59,6 +59,7 @@ KEYS = ("tier", "addons", "texture_mode")
 """Request fields that change a generation's price."""
 
 _ENDPOINT_RE = re.compile(r"/(rodin_texture_only|rodin|bang)(?![A-Za-z0-9_-])")
+_GATE_RE = re.compile(r"[/'\"](?:rodin_texture_only|rodin|bang)(?![A-Za-z0-9_-])", re.IGNORECASE)
 
 RECOVERY_MAGICS = frozenset({
     "rodin_guard", "rodin_balance", "config", "load_ext", "unload_ext", "reload_ext",
@@ -1010,9 +1011,13 @@ class AutoGuard(ast.NodeTransformer):
         return self._gate_re
 
     def wants(self, text: str) -> bool:
-        """The gate's test: could this cell text make a generation call? (A few us.)"""
-        low = text.lower()
-        if "rodin" in low or "bang" in low:
+        """The gate's test: could this cell text make a generation call? (A few us.)
+
+        An endpoint right after a slash or a quote (``f"{BASE}/rodin"``, ``"bang"``), or a
+        configured / learned name. Comments, ``import rodin_jupyter`` and ``%rodin_balance``
+        do not pass, so they skip the AST check.
+        """
+        if _GATE_RE.search(text):
             return True
         pattern = self.gate_pattern()
         return pattern is not None and pattern.search(text) is not None

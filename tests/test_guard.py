@@ -122,6 +122,7 @@ def test_ordinary_cells_make_no_request_and_skip_the_ast_check(
         "for i in range(3):\n    print(i)",
         "status_url = f'{BASE}/status'\ncheck = f'{BASE}/check_balance'",
         "requests.get  # not called",
+        "# notes on Rodin generations and the bang endpoint\nimport rodin_jupyter\nrodin_n = 2",
     ]
     for code in cells:
         assert run_cell(guarded, code).success, code
