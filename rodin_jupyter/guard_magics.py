@@ -11,11 +11,11 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Dict, Enum, Float, List, TraitError, Unicode, observe, validate
 
+from .cell_analysis import CellAnalyzer
 from .cell_errors import CellStopped
 from .errors import PricingError
 from .guard import (
     AutoGuard,
-    CellAnalyzer,
     GuardBlocked,
     GuardConfig,
     estimate_sites,

@@ -16,16 +16,9 @@ from typing import Any
 
 import pytest
 
+from rodin_jupyter.cell_analysis import CellAnalyzer, endpoints_in_text, is_recovery_cell
 from rodin_jupyter.errors import PricingError
-from rodin_jupyter.guard import (
-    AutoGuard,
-    CellAnalyzer,
-    GuardBlocked,
-    endpoints_in_text,
-    estimate_sites,
-    is_recovery_cell,
-    load_prices,
-)
+from rodin_jupyter.guard import AutoGuard, GuardBlocked, estimate_sites, load_prices
 from rodin_jupyter.guard_magics import GuardedCellFailed, RodinGuard
 from rodin_jupyter.monitor import get_monitor
 from rodin_jupyter.pricing import PriceTable, estimate_cost
