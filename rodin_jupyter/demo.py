@@ -117,13 +117,14 @@ def run_demo(notebook: str | os.PathLike[str] | None = None,
     source = Path(notebook) if notebook else find_notebook()
     target = Path(output) if output else Path.cwd() / f"{source.stem}.executed.ipynb"
     nb = nbformat.read(source, as_version=4)
-    with Sandbox(balance=balance) as sb, _environment(
-        RODIN_API_BASE=sb.base_url, RODIN_API_KEY=sb.api_key
-    ), tempfile.TemporaryDirectory(prefix="rodin-demo-") as sockets_dir:
+    with Sandbox(balance=balance) as sb, \
+            tempfile.TemporaryDirectory(prefix="rodin-demo-") as scratch, \
+            _environment(RODIN_API_BASE=sb.base_url, RODIN_API_KEY=sb.api_key,
+                         RODIN_MODELS_DIR=str(Path(scratch) / "models")):
         os.environ.pop("HYPER3D_API_KEY", None)
         summary = DemoSummary(source, target, sb.balance, sb.balance)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                km=local_kernel_manager(sockets_dir),
+                                km=local_kernel_manager(scratch),
                                 resources={"metadata": {"path": str(source.parent)}})
         try:
             client.execute()
