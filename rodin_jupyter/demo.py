@@ -123,13 +123,16 @@ def run_demo(notebook: str | os.PathLike[str] | None = None,
                          RODIN_MODELS_DIR=str(Path(scratch) / "models")):
         os.environ.pop("HYPER3D_API_KEY", None)
         summary = DemoSummary(source, target, sb.balance, sb.balance)
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                km=local_kernel_manager(scratch),
+        km = local_kernel_manager(scratch)
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", km=km,
                                 resources={"metadata": {"path": str(source.parent)}})
         try:
             client.execute()
         except CellExecutionError as exc:
             summary.error = f"{exc.ename}: {exc.evalue}"[:300]
+        finally:
+            if km.has_kernel:  # a kernel manager we pass in is ours to stop
+                km.shutdown_kernel(now=True)
         summary.end_balance = sb.balance
         summary.generations = sum(1 for c in sb.charges)
         summary.credits_charged = sum((c.credits for c in sb.charges), Decimal(0))
