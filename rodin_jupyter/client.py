@@ -6,16 +6,23 @@ is ever retried; nothing here sends a request that can spend credits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from types import TracebackType
+from typing import Any
+from urllib.parse import urljoin
 
 import requests
+import requests.auth
+from requests.adapters import HTTPAdapter
 
 from ._version import __version__
 from .errors import (
@@ -39,6 +46,7 @@ DEFAULT_DEADLINE = 25.0
 DEFAULT_RETRIES = 2
 MAX_BODY_BYTES = 64 * 1024
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+MAX_RETRY_AFTER = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,142 @@ def _retry_after_seconds(value: str | None) -> float | None:
         seconds = (when - datetime.now(timezone.utc)).total_seconds()
     if seconds != seconds:  # NaN
         return None
-    return max(0.0, seconds)
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)  # "inf" or 1e308 must not reach a message
+
+
+class _Secret(str):
+    """A header value that never shows itself: ``%xmode Verbose`` prints frame locals."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """Sets ``Authorization`` on the prepared request, as a :class:`_Secret`.
+
+    An auth object rather than a plain header: requests then never swaps in credentials
+    from ``~/.netrc``, and the header's value shows as redacted in any traceback.
+    """
+
+    def __init__(self, key: ApiKey) -> None:
+        self._key = key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = _Secret(f"Bearer {self._key.reveal()}")
+        return request
+
+    def __repr__(self) -> str:
+        return "<bearer auth: redacted>"
+
+
+# -- a deadline that holds even against a server that trickles -----------------------------
+# requests' timeouts bound each socket read, not the whole answer: a server sending one byte
+# a second never trips them. A watchdog timer hangs up the connection when an attempt
+# outlives what is left of the deadline; the connection class tells it which socket that is.
+
+_current = threading.local()
+
+
+def _hang_up(sock: Any) -> None:
+    with contextlib.suppress(Exception):
+        # socket.socket.shutdown, not SSLSocket.shutdown: wake the reader, keep the TLS state.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """Hangs up the attempt's connection after ``seconds``; ``fired`` says it did."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sock: Any = None
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+        self._timer.name = "rodin-deadline"
+
+    def attach(self, sock: Any) -> None:
+        with self._lock:
+            self._sock = sock
+            fired = self.fired
+        if fired:
+            _hang_up(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._sock
+        if sock is not None:
+            _hang_up(sock)
+
+    def __enter__(self) -> _Watchdog:
+        try:
+            self._timer.start()
+        except RuntimeError:  # no threads here (e.g. at interpreter exit): per-read timeouts
+            return self
+        _current.watchdog = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current.watchdog = None
+        with self._lock:
+            self._sock = None
+        self._timer.cancel()
+        if self._timer.is_alive():
+            self._timer.join()
+
+
+class _WatchedConnection:
+    """Mixed into urllib3's connection classes: hand the socket to the current watchdog."""
+
+    sock: Any
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        watchdog = getattr(_current, "watchdog", None)
+        if watchdog is not None and self.sock is not None:
+            watchdog.attach(self.sock)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+_watched_classes: dict[type, type] = {}
+
+
+def _watch_pool(pool: Any) -> Any:
+    cls = getattr(pool, "ConnectionCls", None)
+    if isinstance(cls, type) and not issubclass(cls, _WatchedConnection):
+        watched = _watched_classes.get(cls)
+        if watched is None:
+            watched = type(f"Watched{cls.__name__}", (_WatchedConnection, cls), {})
+            _watched_classes[cls] = watched
+        pool.ConnectionCls = watched
+    return pool
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter, with connections a :class:`_Watchdog` can hang up."""
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:  # requests < 2.32.2
+        return _watch_pool(super().get_connection(*args, **kwargs))
+
+    def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:
+        return _watch_pool(super().get_connection_with_tls_context(*args, **kwargs))
+
+
+def _redirect_error(response: requests.Response, host: str) -> ServiceError:
+    """A redirect is never followed: the key must stay with the host the user chose."""
+    location = response.headers.get("Location", "")
+    try:
+        target = host_of(urljoin(response.url, location)) if location else ""
+    except ValueError:
+        target = ""
+    if not target or len(target) > 100 or not (target.isascii() and target.isprintable()):
+        target = "another address"
+    return ServiceError(
+        f"{host} redirected the balance check to {target}; not followed, so the key stays "
+        "with the host you chose. Check RODIN_API_BASE.",
+        response.status_code,
+    )
 
 
 class RodinClient:
@@ -111,6 +254,8 @@ class RodinClient:
         self._session = requests.Session()
         self._session.headers["User-Agent"] = f"rodin-jupyter/{__version__}"
         self._session.max_redirects = 0
+        for prefix in ("https://", "http://"):
+            self._session.mount(prefix, _DeadlineAdapter())
 
     def __repr__(self) -> str:
         return f"<RodinClient base_url={self.base_url!r} key={self._key!r}>"
@@ -146,6 +291,12 @@ class RodinClient:
                 balance = parse_balance(body)
                 log.debug("balance read from %s: %s", host_of(url), balance)
                 return BalanceReading(balance, datetime.now(timezone.utc))
+            except BadResponseError as exc:  # say what to do, not only what was wrong
+                message = str(exc)
+                if "RODIN_API_BASE" not in message:
+                    message += (" Check that RODIN_API_BASE points at the Rodin API, "
+                                "or try again later.")
+                raise BadResponseError(message) from None
             except _Retry as retry:
                 error = retry.error
                 if attempt > self.retries:
@@ -159,25 +310,47 @@ class RodinClient:
                 log.debug("retrying balance check in %.2f s after: %s", wait, error)
                 time.sleep(wait)
 
+    def _deadline_error(self, host: str) -> RodinTimeoutError:
+        return RodinTimeoutError(f"{host} did not answer in time (gave up after "
+                                 f"{self.deadline:g} s); check your network and try again.")
+
     def _get(self, url: str, remaining: float, start: float) -> bytes:
         """One GET; returns the body of a 2xx answer or raises (``_Retry`` when transient)."""
         host = host_of(url)
         if remaining <= 0:
-            raise RodinTimeoutError(f"{host} did not answer within {self.deadline:g} s; "
-                                    "try again later.")
-        timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
-        headers = {"Authorization": f"Bearer {self._key.reveal()}", "Accept": "application/json"}
+            raise self._deadline_error(host)
+        watchdog = _Watchdog(remaining)
         try:
-            with self._session.get(url, headers=headers, timeout=timeout, stream=True,
-                                   allow_redirects=False) as response:
+            with watchdog:
+                body = self._send(url, host, remaining, start)
+        except (_Retry, RodinError):
+            if watchdog.fired:
+                raise self._deadline_error(host) from None
+            raise
+        if watchdog.fired:  # a body cut short by the hang-up must not pass for an answer
+            raise self._deadline_error(host)
+        return body
+
+    def _refuse_redirect(self, response: requests.Response, *args: Any,
+                         **kwargs: Any) -> requests.Response:
+        """Response hook: stop at a redirect before requests reads its whole body."""
+        if response.is_redirect:
+            error = _redirect_error(response, host_of(response.url))
+            response.close()
+            raise error
+        return response
+
+    def _send(self, url: str, host: str, remaining: float, start: float) -> bytes:
+        timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
+        try:
+            with self._session.get(url, auth=_BearerAuth(self._key),
+                                   headers={"Accept": "application/json"},
+                                   timeout=timeout, stream=True,
+                                   allow_redirects=False,
+                                   hooks={"response": self._refuse_redirect}) as response:
                 status = response.status_code
                 if 300 <= status < 400:
-                    target = host_of(response.headers.get("Location", "")) or "elsewhere"
-                    raise ServiceError(
-                        f"{host} redirected the balance check to {target}; not followed, so "
-                        "the key stays with the host you chose. Check RODIN_API_BASE.",
-                        status,
-                    )
+                    raise _redirect_error(response, host)
                 if status in (401, 403):
                     raise KeyRefusedError(
                         f"The Rodin API key was refused (HTTP {status}): check RODIN_API_KEY "
@@ -223,7 +396,7 @@ class RodinClient:
     def _read_body(self, response: requests.Response, start: float) -> bytes:
         """Read at most ``MAX_BODY_BYTES`` and never past the deadline."""
         length = response.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        if length.isascii() and length.isdigit() and int(length) > MAX_BODY_BYTES:
             raise BadResponseError("The balance answer is far too large to be a balance.")
         chunks: list[bytes] = []
         size = 0
@@ -232,7 +405,7 @@ class RodinClient:
             if size > MAX_BODY_BYTES:
                 raise BadResponseError("The balance answer is far too large to be a balance.")
             if time.monotonic() - start > self.deadline:
-                raise RodinTimeoutError(f"{host_of(response.url)} answered too slowly.")
+                raise self._deadline_error(host_of(response.url))
             chunks.append(chunk)
         return b"".join(chunks)
 

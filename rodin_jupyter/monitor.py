@@ -95,6 +95,16 @@ Observer = Callable[[Snapshot], None]
 ClientFactory = Callable[[], RodinClient]
 
 
+class _Flight:
+    """One balance request in flight and, once done, its outcome for everyone who waited."""
+
+    __slots__ = ("done", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: BalanceReading | RodinError | None = None
+
+
 class BalanceMonitor:
     """Last known balance, cache, spend ledger and observers, shared by every face."""
 
@@ -102,14 +112,14 @@ class BalanceMonitor:
         self._client_factory = client_factory
         self._client: RodinClient | None = None
         self._lock = threading.RLock()
-        self._inflight: threading.Event | None = None
-        self._inflight_result: BalanceReading | RodinError | None = None
+        self._inflight: _Flight | None = None
         self._last: BalanceReading | None = None
         self._error: str | None = None
         self._spent = ZERO
         self._readings = 0
         self._ledger: list[LedgerEntry] = []
         self._observers: list[Observer] = []
+        self._epoch = 0  # bumped by configure(): a reading from the old client no longer applies
         self.requests_sent = 0
 
     # -- configuration -----------------------------------------------------------------
@@ -119,6 +129,7 @@ class BalanceMonitor:
         with self._lock:
             old, self._client = self._client, None
             self._client_factory = client_factory
+            self._epoch += 1
             self._last, self._error, self._spent, self._readings = None, None, ZERO, 0
             self._ledger.clear()
         if old is not None:
@@ -144,35 +155,39 @@ class BalanceMonitor:
     def refresh(self) -> BalanceReading:
         """Ask the service now. Concurrent callers share one request and its outcome."""
         with self._lock:
-            event = self._inflight
-            leader = event is None
+            flight = self._inflight
+            leader = flight is None
             if leader:
-                event = self._inflight = threading.Event()
-                self._inflight_result = None
-        assert event is not None
+                flight = self._inflight = _Flight()
+                self.requests_sent += 1
+            epoch = self._epoch
+        assert flight is not None
         if not leader:
-            event.wait()
-            with self._lock:
-                shared = self._inflight_result
-            return self._unwrap(shared)
-        self._notify()  # observers see "checking"
-        result: BalanceReading | RodinError
+            # The outcome travels with the flight: by the time a waiter wakes up, another
+            # refresh may already have started.
+            flight.done.wait()
+            return self._unwrap(flight.result)
+        # Whatever happens below (even KeyboardInterrupt in the leader), the waiters are
+        # released and the next refresh can start: otherwise every later read would hang.
+        result: BalanceReading | RodinError = RodinError("The balance check was interrupted.")
         try:
-            self.requests_sent += 1
+            self._notify()  # observers see "checking"
             result = self.client().check_balance()
         except RodinError as exc:
             result = exc
         except Exception as exc:  # never leave waiters hanging on an unexpected bug
             log.debug("unexpected error during balance check: %s", type(exc).__name__)
             result = RodinError(f"Balance check failed unexpectedly ({type(exc).__name__}).")
-        with self._lock:
-            if isinstance(result, BalanceReading):
-                self._apply(result)
-            else:
-                self._error = str(result)
-            self._inflight_result = result
-            self._inflight = None
-        event.set()
+        finally:
+            with self._lock:
+                if epoch == self._epoch:  # configure() ran meanwhile: the old state is gone
+                    if isinstance(result, BalanceReading):
+                        self._apply(result)
+                    else:
+                        self._error = str(result)
+                flight.result = result
+                self._inflight = None
+            flight.done.set()
         self._notify()
         return self._unwrap(result)
 

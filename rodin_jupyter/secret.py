@@ -26,6 +26,13 @@ class ApiKey:
             raise MissingKeyError("The Rodin API key is empty.")
         if any(ch in value for ch in "\r\n\x00"):
             raise MissingKeyError("The Rodin API key contains a line break; check how it was set.")
+        if not (value.isascii() and value.isprintable()) or any(ch.isspace() for ch in value):
+            # A pasted key with a zero-width or non-breaking space, or "Bearer <key>":
+            # HTTP headers cannot carry it (or it could never be right). Say so up front.
+            raise MissingKeyError(
+                "The Rodin API key contains spaces or characters that are not plain ASCII; "
+                "set the key alone, as Hyper3D shows it."
+            )
         self._value = value
         self.source = source
 

@@ -33,7 +33,13 @@ def resolve_base_url(explicit: str | None = None,
     """
     env = os.environ if environ is None else environ
     base = (explicit or env.get(BASE_VARIABLE, "") or DEFAULT_BASE_URL).strip().rstrip("/")
-    parts = urlsplit(base)
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:  # e.g. "https://[" -- an invalid IPv6 address
+        raise InsecureURLError(
+            f"RODIN_API_BASE is not a valid URL; use one like {DEFAULT_BASE_URL}."
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InsecureURLError(
             f"RODIN_API_BASE must be an https:// URL such as {DEFAULT_BASE_URL}."
