@@ -16,6 +16,7 @@ from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_READ_TIME
 from .errors import RodinError
 from .monitor import get_monitor
 from .render import Balance, LedgerView
+from .secret import key_fingerprint
 from .settings import MIN_REFRESH_INTERVAL, settings
 
 
@@ -86,7 +87,8 @@ class RodinMagics(Magics):
             return RodinClient(base_url=base, connect_timeout=connect, read_timeout=read,
                                deadline=deadline)
 
-        get_monitor().configure(factory)
+        get_monitor().configure(factory, identity=(base, connect, read, deadline,
+                                                   key_fingerprint()))
 
     # -- %rodin_balance ----------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -111,6 +111,7 @@ class BalanceMonitor:
     def __init__(self, client_factory: ClientFactory = RodinClient) -> None:
         self._client_factory = client_factory
         self._client: RodinClient | None = None
+        self._identity: Hashable = None
         self._lock = threading.RLock()
         self._inflight: _Flight | None = None
         self._last: BalanceReading | None = None
@@ -124,9 +125,18 @@ class BalanceMonitor:
 
     # -- configuration -----------------------------------------------------------------
 
-    def configure(self, client_factory: ClientFactory) -> None:
-        """Use a new client (new key or base URL): the old state no longer applies."""
+    def configure(self, client_factory: ClientFactory, identity: Hashable = None) -> None:
+        """Use a new client (new key or base URL): the old state no longer applies.
+
+        ``identity`` names the account and settings behind the factory; configuring again
+        with the same identity (``%unload_ext`` then ``%load_ext``) keeps the balance, the
+        spend and the ledger.
+        """
         with self._lock:
+            if identity is not None and identity == self._identity:
+                self._client_factory = client_factory
+                return
+            self._identity = identity
             old, self._client = self._client, None
             self._client_factory = client_factory
             self._epoch += 1

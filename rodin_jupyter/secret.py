@@ -7,6 +7,7 @@ which the HTTP layer calls when it builds the ``Authorization`` header.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 
@@ -71,3 +72,10 @@ def resolve_key(explicit: str | ApiKey | None = None,
         "No Rodin API key: set RODIN_API_KEY (or HYPER3D_API_KEY) in the environment "
         "before starting Jupyter; never paste the key into a cell."
     )
+
+
+def key_fingerprint(environ: Mapping[str, str] | None = None) -> str:
+    """A one-way digest of the key variables: tells accounts apart without holding a key."""
+    env = os.environ if environ is None else environ
+    seen = "\0".join(env.get(name, "") for name in KEY_VARIABLES)
+    return hashlib.sha256(seen.encode("utf-8", "surrogatepass")).hexdigest()[:16]

@@ -134,3 +134,19 @@ def test_unload_then_load_again_works(ip: Any, sandbox_env: Sandbox) -> None:
     assert not run_cell(ip, "%rodin_balance").success
     ip.run_line_magic("load_ext", "rodin_jupyter")
     assert run_cell(ip, "%rodin_balance").success
+
+
+def test_reloading_keeps_the_state_of_the_same_account(ip: Any, sandbox_env: Sandbox,
+                                                       monkeypatch: Any) -> None:
+    run_cell(ip, "%rodin_balance")
+    ip.run_line_magic("unload_ext", "rodin_jupyter")
+    ip.run_line_magic("load_ext", "rodin_jupyter")
+    run_cell(ip, "c = %rodin_balance --cached")
+    assert sandbox_env.count("GET", "/check_balance") == 1
+    # another key is another account: nothing carries over
+    monkeypatch.setenv("RODIN_API_KEY", FAKE_KEY + "-other")
+    ip.run_line_magic("unload_ext", "rodin_jupyter")
+    ip.run_line_magic("load_ext", "rodin_jupyter")
+    from rodin_jupyter.monitor import get_monitor
+
+    assert get_monitor().snapshot().balance is None
