@@ -343,6 +343,16 @@ class CellAnalyzer:
 
     # -- generation functions ------------------------------------------------------------
 
+    def _endpoints_within(self, node: ast.AST) -> set[str]:
+        """Endpoints a function or lambda body reaches: in its strings or via known helpers."""
+        endpoints = self.mentions(node, "all")
+        for call in ast.walk(node):
+            if isinstance(call, ast.Call):
+                info = self._function_info(call.func)
+                if info is not None:
+                    endpoints |= info.endpoints
+        return endpoints
+
     def _function_info(self, func: ast.AST) -> FunctionInfo | None:
         """The generation function a call's ``func`` refers to, if any."""
         dotted = _dotted(func)
@@ -363,12 +373,7 @@ class CellAnalyzer:
         for _ in range(len(pending) + 1):
             progress = False
             for name, node in list(pending.items()):
-                endpoints = self.mentions(node, "all")
-                for call in ast.walk(node):
-                    if isinstance(call, ast.Call):
-                        info = self._function_info(call.func)
-                        if info is not None:
-                            endpoints |= info.endpoints
+                endpoints = self._endpoints_within(node)
                 if endpoints:
                     found = Found()
                     self._scan(node, found, set())
@@ -441,12 +446,7 @@ class CellAnalyzer:
                 self._add_site(info.endpoints, info, mult, ctx, node, node.id)
             return
         if isinstance(node, ast.Lambda):  # e.g. map(lambda p: requests.post(...), prompts)
-            endpoints = self.mentions(node, "all")
-            for call in ast.walk(node):
-                if isinstance(call, ast.Call):
-                    info = self._function_info(call.func)
-                    if info is not None:
-                        endpoints |= info.endpoints
+            endpoints = self._endpoints_within(node)
             if endpoints:
                 self._add_site(frozenset(endpoints), None, mult, ctx, node, "lambda")
             return

@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import json
 import logging
-import os
 import re
 import sys
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -51,10 +48,9 @@ from .client import BalanceReading
 from .errors import PricingError, RodinError
 from .monitor import LedgerEntry, format_credits, get_monitor
 from .pricing import (
-    PRICES_FILE_VARIABLE,
     PriceTable,
-    default_prices,
     estimate_cost,
+    load_prices,
 )
 from .settings import settings
 
@@ -115,29 +111,6 @@ def estimate_sites(sites: Iterable[Site], prices: PriceTable, minimum: Decimal) 
         total += site_cost(site, prices, minimum) * site.count
         calls += site.count
     return Estimate(total, calls, kept)
-
-
-def load_prices(overrides: Mapping[str, Any] | None = None) -> PriceTable:
-    """The price table: defaults, then ``RODIN_PRICES_FILE``, then ``%config`` overrides."""
-    if not overrides:
-        return default_prices()
-    merged: dict[str, Any] = {}
-    path = os.environ.get(PRICES_FILE_VARIABLE)
-    if path:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise PricingError(f"Could not read the price file {path}: "
-                               f"{type(exc).__name__}.") from None
-        if not isinstance(data, dict):
-            raise PricingError(f"The price file {path} must hold a JSON object.")
-        merged.update(data)
-    for part, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(part), Mapping):
-            merged[part] = {**merged[part], **value}
-        else:
-            merged[part] = value
-    return PriceTable.from_mapping(merged)
 
 
 # -- configuration and the balance check --------------------------------------------------
@@ -483,7 +456,6 @@ __all__ = [
     "GuardBlocked",
     "GuardConfig",
     "estimate_sites",
-    "load_prices",
     "needs_message",
     "read_balance_for",
     "site_cost",

@@ -19,12 +19,11 @@ from .guard import (
     GuardBlocked,
     GuardConfig,
     estimate_sites,
-    load_prices,
     read_balance_for,
 )
 from .magics import parse_credits
 from .monitor import LedgerEntry, format_credits, get_monitor
-from .pricing import PriceTable, estimate_cost
+from .pricing import PriceTable, estimate_cost, load_prices
 
 
 class GuardedCellFailed(CellStopped):

@@ -82,14 +82,7 @@ class PriceTable:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PriceTable:
         """A table from a JSON file holding overrides (same shape as ``DEFAULT_PRICES``)."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise PricingError(f"Could not read the price file {path}: "
-                               f"{type(exc).__name__}.") from None
-        if not isinstance(data, dict):
-            raise PricingError(f"The price file {path} must hold a JSON object.")
-        return cls.from_mapping(data)
+        return cls.from_mapping(_read_price_file(path))
 
     @property
     def cheapest(self) -> Decimal:
@@ -105,10 +98,34 @@ class PriceTable:
         raise PricingError(f"Unknown Rodin tier {tier!r}; known tiers: {known}.")
 
 
+def _read_price_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PricingError(f"Could not read the price file {path}: "
+                           f"{type(exc).__name__}.") from None
+    if not isinstance(data, dict):
+        raise PricingError(f"The price file {path} must hold a JSON object.")
+    return data
+
+
+def load_prices(overrides: Mapping[str, Any] | None = None) -> PriceTable:
+    """The price table: defaults, then ``RODIN_PRICES_FILE``, then ``overrides`` (``%config``)."""
+    merged: dict[str, Any] = {}
+    path = os.environ.get(PRICES_FILE_VARIABLE)
+    if path:
+        merged.update(_read_price_file(path))
+    for part, value in (overrides or {}).items():
+        if isinstance(value, Mapping) and isinstance(merged.get(part), Mapping):
+            merged[part] = {**merged[part], **value}
+        else:
+            merged[part] = value
+    return PriceTable.from_mapping(merged)
+
+
 def default_prices() -> PriceTable:
     """The built-in table, with ``RODIN_PRICES_FILE`` applied when set."""
-    path = os.environ.get(PRICES_FILE_VARIABLE)
-    return PriceTable.from_file(path) if path else PriceTable.from_mapping()
+    return load_prices()
 
 
 def parse_addons(addons: str | Iterable[str] | None) -> list[str]:
