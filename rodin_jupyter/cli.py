@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except RodinError as exc:
+    except (RodinError, OSError, ValueError) as exc:
         print(f"rodin-jupyter: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

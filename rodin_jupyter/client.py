@@ -6,6 +6,7 @@ is ever retried; nothing here sends a request that can spend credits.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import time
@@ -185,6 +186,15 @@ class RodinClient:
 
     def check_balance(self) -> BalanceReading:
         """Ask the service for the balance now; retries transient failures within the deadline."""
+        try:
+            return self._check_balance()
+        except RodinError as exc:
+            # A fresh copy: no traceback, __context__ or __cause__ leading back to requests'
+            # objects, whose prepared request carries the Authorization header.
+            failure = copy.copy(exc)
+        raise failure
+
+    def _check_balance(self) -> BalanceReading:
         url = f"{self.base_url}/check_balance"
         start = time.monotonic()
         attempt = 0

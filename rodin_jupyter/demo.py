@@ -116,12 +116,14 @@ def run_demo(notebook: str | os.PathLike[str] | None = None,
 
     source = Path(notebook) if notebook else find_notebook()
     target = Path(output) if output else Path.cwd() / f"{source.stem}.executed.ipynb"
-    nb = nbformat.read(source, as_version=4)
+    try:
+        nb = nbformat.read(source, as_version=4)
+    except Exception as exc:  # missing file, not JSON, not a notebook (jsonschema errors)
+        raise RodinError(f"Could not read the notebook {source}: {type(exc).__name__}.") from None
     with Sandbox(balance=balance) as sb, \
             tempfile.TemporaryDirectory(prefix="rodin-demo-") as scratch, \
             _environment(RODIN_API_BASE=sb.base_url, RODIN_API_KEY=sb.api_key,
                          RODIN_MODELS_DIR=str(Path(scratch) / "models")):
-        os.environ.pop("HYPER3D_API_KEY", None)
         summary = DemoSummary(source, target, sb.balance, sb.balance)
         km = local_kernel_manager(scratch)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", km=km,

@@ -9,7 +9,7 @@ from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Float, Unicode, observe
+from traitlets import Float, TraitError, Unicode, observe, validate
 
 from .cell_errors import CellStopped
 from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, RodinClient
@@ -54,7 +54,7 @@ class RodinMagics(Magics):
                              help="Seconds between automatic panel refreshes (>= 10).").tag(
         config=True)
     cache_ttl = Float(settings.cache_ttl,
-                      help="Seconds a reading stays fresh for --cached and the guard.").tag(
+                      help="Seconds a reading stays fresh for %rodin_balance --cached.").tag(
         config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -63,6 +63,13 @@ class RodinMagics(Magics):
         self._configure_client()
 
     # -- settings ----------------------------------------------------------------------
+
+    @validate("connect_timeout", "read_timeout", "deadline")
+    def _positive_seconds(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not value > 0:
+            raise TraitError(f"RodinMagics.{proposal['trait'].name} must be more than 0 seconds.")
+        return value
 
     @observe("warn_below", "min_balance", "refresh_interval", "cache_ttl")
     def _settings_changed(self, change: Any) -> None:
@@ -125,11 +132,13 @@ class RodinMagics(Magics):
             display(panel)
             return None
         required = parse_credits(args.require, "--require") if args.require else None
+        previous = monitor.last
         try:
             reading = monitor.read(max_age=settings.cache_ttl if args.cached else None)
         except RodinError as exc:
             raise CellStopped(str(exc)) from None
-        balance = Balance(reading.balance, reading.checked_at, cached=args.cached)
+        balance = Balance(reading.balance, reading.checked_at,
+                          cached=previous is not None and reading is previous)
         if required is not None and balance < required:
             raise CellStopped(
                 f"Balance is {balance.value} credits, below the required {required}: "

@@ -321,9 +321,7 @@ def format_credits(value: Decimal | None) -> str:
     """A balance for people: '12.5', '3', '—' when unknown."""
     if value is None:
         return "—"
-    normalized = value.normalize()
-    text = f"{normalized:f}"
-    return text
+    return f"{value.normalize():f}"
 
 
 __all__: list[str] = [

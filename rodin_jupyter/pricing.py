@@ -84,11 +84,6 @@ class PriceTable:
         """A table from a JSON file holding overrides (same shape as ``DEFAULT_PRICES``)."""
         return cls.from_mapping(_read_price_file(path))
 
-    @property
-    def cheapest(self) -> Decimal:
-        """The cheapest generation: the guard's default when a cell's cost is unclear."""
-        return min([*self.tiers.values(), *self.endpoints.values()])
-
     def canonical_tier(self, tier: str) -> str:
         """The table's spelling of ``tier`` (case-insensitive), or a PricingError."""
         for name in self.tiers:

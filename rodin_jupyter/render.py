@@ -142,8 +142,8 @@ class LedgerView:
         if not self.entries:
             return (f"No guarded cells have run yet. Spent this session: "
                     f"{format_credits(self.spent)} credits.")
-        lines = [f"{'time':8}  {'cell':24}  {'before':>8}  {'after':>8}  {'spent':>6}"]
-        lines += [f"{t:8}  {c[:24]:24}  {b:>8}  {a:>8}  {s:>6}" for t, c, b, a, s in self._rows()]
+        lines = [f"{'time':8}  {'cell':36}  {'before':>8}  {'after':>8}  {'spent':>6}"]
+        lines += [f"{t:8}  {c[:36]:36}  {b:>8}  {a:>8}  {s:>6}" for t, c, b, a, s in self._rows()]
         lines.append(f"Guarded cells spent {format_credits(self.total)} credits; "
                      f"session total {format_credits(self.spent)}.")
         return "\n".join(lines)

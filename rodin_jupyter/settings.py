@@ -27,7 +27,7 @@ class Settings:
     """Seconds between automatic panel refreshes (at least ``MIN_REFRESH_INTERVAL``)."""
 
     cache_ttl: float = 30.0
-    """How old a reading ``--cached`` (and the guard) may reuse, in seconds."""
+    """How old a reading ``%rodin_balance --cached`` may reuse, in seconds."""
 
 
 settings = Settings()

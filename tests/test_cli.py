@@ -82,3 +82,16 @@ def test_demo_runs_quickstart_without_key_or_network(tmp_path: Path) -> None:
     assert all(c.get("execution_count") for c in saved["cells"] if c["cell_type"] == "code")
     assert time.monotonic() - started < 120
     assert os.environ.get("RODIN_API_KEY") is None
+
+
+def test_demo_with_a_missing_notebook_is_one_line(tmp_path: Path) -> None:
+    done = cli("demo", "--notebook", str(tmp_path / "nope.ipynb"), env=environ_without_keys())
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"rodin-jupyter: Could not read the notebook "
+                                   f"{tmp_path / 'nope.ipynb'}: FileNotFoundError.")
+
+
+def test_sandbox_refuses_a_public_address_in_one_line() -> None:
+    done = cli("sandbox", "--host", "0.0.0.0", env=environ_without_keys())
+    assert done.returncode == 1
+    assert "loopback" in done.stderr and "Traceback" not in done.stderr

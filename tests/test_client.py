@@ -209,3 +209,17 @@ def test_key_never_in_repr_or_logs(sandbox: Sandbox, caplog: pytest.LogCaptureFi
     assert caplog.records, "the client should log its retries at DEBUG"
     assert FAKE_KEY not in caplog.text
     assert all(FAKE_KEY not in r.getMessage() for r in caplog.records)
+
+
+def test_errors_carry_no_chain_back_to_the_request(sandbox: Sandbox) -> None:
+    """requests' exceptions hold the prepared request, and so the Authorization header."""
+    sandbox.inject_fault("/check_balance", status=None, drop=True, times=None)
+    with client_for(sandbox, retries=0) as client, pytest.raises(RodinError) as info:
+        client.check_balance()
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    frames = []
+    tb = info.value.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert frames[-1] == "check_balance"  # nothing deeper than the public method

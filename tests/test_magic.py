@@ -150,3 +150,17 @@ def test_reloading_keeps_the_state_of_the_same_account(ip: Any, sandbox_env: San
     from rodin_jupyter.monitor import get_monitor
 
     assert get_monitor().snapshot().balance is None
+
+
+def test_cached_flag_says_whether_the_reading_was_reused(ip: Any, sandbox_env: Sandbox) -> None:
+    run_cell(ip, "first = %rodin_balance --cached")
+    run_cell(ip, "second = %rodin_balance --cached")
+    assert ip.user_ns["first"].cached is False  # nothing to reuse yet: asked the service
+    assert ip.user_ns["second"].cached is True
+    assert sandbox_env.count("GET", "/check_balance") == 1
+
+
+def test_timeouts_must_be_positive(ip: Any, caplog: pytest.LogCaptureFixture) -> None:
+    run_cell(ip, "%config RodinMagics.read_timeout = -1")
+    assert "RodinMagics.read_timeout must be more than 0 seconds" in caplog.text
+    assert ip.magics_manager.registry["RodinMagics"].read_timeout > 0
