@@ -9,8 +9,13 @@ HTTP: :mod:`rodin_jupyter.guard` decides what to do with the answer.
 from __future__ import annotations
 
 import ast
+import getopt
+import inspect
 import logging
 import re
+import textwrap
+import timeit
+import types
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +43,28 @@ RECOVERY_MAGICS = frozenset({
 
 CODE_MAGICS = frozenset({"time", "timeit", "prun", "capture", "debug"})
 """Magics whose argument (or body) is Python code that runs in this cell."""
+
+TEXT_MAGICS = frozenset({"writefile", "file", "markdown", "latex", "svg"})
+"""Cell magics whose body is only text (written or shown): naming an endpoint costs nothing."""
+
+BROWSER_MAGICS = frozenset({"html", "javascript", "js"})
+"""Cell magics run by the browser: free unless the body could send a request."""
+
+_BROWSER_HTTP_RE = re.compile(r"fetch|XMLHttpRequest|ajax|axios|sendBeacon|<form|WebSocket",
+                              re.IGNORECASE)
+
+NO_HTTP_CALLS = frozenset({
+    "print", "open", "Path", "PurePath", "PurePosixPath", "PosixPath", "WindowsPath", "mkdir",
+    "makedirs", "exists", "is_file", "is_dir", "write", "write_text", "write_bytes",
+    "read_text", "read_bytes", "touch", "unlink", "glob", "rglob", "isfile", "isdir",
+    "display", "Markdown", "HTML", "Latex", "len", "isinstance", "startswith", "endswith",
+    "split", "rsplit", "partition", "rpartition", "find", "rfind", "search", "match",
+    "fullmatch", "findall", "sub", "debug", "info", "warning", "warn", "error", "exception",
+})
+"""Calls that never send a request: an endpoint among their arguments is only text.
+
+A learned or configured generation function of the same name still counts.
+"""
 
 _BUDGET = 2000  # max objects/nodes looked at when following a name into the namespace
 _MAX_TEXT = 4096  # longer strings in the namespace are not URLs; do not regex them
@@ -72,6 +99,8 @@ class FunctionInfo:
 
     endpoints: frozenset[str]
     found: Found
+    params: tuple[str, ...] = ()  # positional parameter names, in order
+    key_params: dict[str, set[str]] = field(default_factory=dict)  # param -> price keys it sets
 
 
 @dataclass
@@ -156,6 +185,18 @@ def magic_call(node: ast.Call) -> tuple[str, str, str | None] | None:
     return None
 
 
+def _timeit_runs(line: str) -> int | None:
+    """How often ``%timeit -n N [-r R]`` runs its code: N * R; None when it picks N itself."""
+    try:
+        opts, _ = getopt.getopt(line.split(), "n:r:tcp:qov:")
+        values = dict(opts)
+        number = int(values.get("-n", "0"))
+        repeat = int(values.get("-r", str(max(getattr(timeit, "default_repeat", 5), 7))))
+    except (getopt.GetoptError, ValueError):
+        return None
+    return number * repeat if number > 0 and repeat > 0 else None
+
+
 def is_recovery_cell(module: ast.AST) -> bool:
     """Only recovery magics (``%rodin_guard off``, ``%config``, help...): never blocked."""
     if not isinstance(module, ast.Module) or not module.body:
@@ -223,6 +264,9 @@ class CellAnalyzer:
         self._ns_cache: dict[str, frozenset[str]] = {}
         self._defs: dict[str, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda] = {}
         self._calls: list[ast.Call] = []
+        self._rebound_at: dict[str, int] = {}  # name -> first line that plainly rebinds it
+        self._fn_params: set[str] = set()  # while reading a def: its parameter names
+        self._key_params: dict[str, set[str]] = {}
         self._result = Analysis()
 
     # -- entry point ---------------------------------------------------------------------
@@ -230,6 +274,14 @@ class CellAnalyzer:
     def analyze(self, module: ast.Module) -> Analysis:
         """Sites and learned names for ``module`` (which is not modified)."""
         self._calls = [n for n in ast.walk(module) if isinstance(n, ast.Call)]
+        for stmt in module.body:  # unconditional top-level ``name = ...``
+            targets = (stmt.targets if isinstance(stmt, ast.Assign)
+                       else [stmt.target] if isinstance(stmt, ast.AnnAssign) and stmt.value
+                       else [])
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    end = getattr(stmt, "end_lineno", None) or stmt.lineno
+                    self._rebound_at.setdefault(target.id, end)
         self._collect_bindings(module)
         self._resolve_cell_urls()
         self._learn_functions(module)
@@ -290,8 +342,11 @@ class CellAnalyzer:
             if not changed:
                 return
 
-    def _name_endpoints(self, name: str) -> frozenset[str]:
-        found = self._cell_urls.get(name, frozenset()) | self.learned_urls.get(name, frozenset())
+    def _name_endpoints(self, name: str, line: int = 0) -> frozenset[str]:
+        found = self._cell_urls.get(name, frozenset())
+        rebound = self._rebound_at.get(name)
+        if rebound is None or line <= rebound:  # not yet replaced by this cell's value
+            found |= self.learned_urls.get(name, frozenset())
         if name not in self._bindings and name in self.namespace:
             if name not in self._ns_cache:
                 self._ns_cache[name] = frozenset(self._object_endpoints(self.namespace[name]))
@@ -331,9 +386,12 @@ class CellAnalyzer:
                 if isinstance(item.value, (str, bytes)):
                     found |= endpoints_in_text(item.value)
                 continue
+            if (isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant)
+                    and isinstance(item.value.value, str)):
+                continue  # a docstring or bare string statement does nothing
             if isinstance(item, ast.Name):
                 if isinstance(item.ctx, ast.Load):
-                    found |= self._name_endpoints(item.id)
+                    found |= self._name_endpoints(item.id, getattr(item, "lineno", 0))
                 continue
             if (mode != "all" and isinstance(item, ast.Call) and not is_builder(item)
                     and not (mode == "call" and item is node)):
@@ -356,7 +414,9 @@ class CellAnalyzer:
     def _function_info(self, func: ast.AST) -> FunctionInfo | None:
         """The generation function a call's ``func`` refers to, if any."""
         dotted = _dotted(func)
-        if dotted is None:
+        if dotted is None:  # ``C().go``: a learned method by its name
+            if isinstance(func, ast.Attribute) and func.attr in self.functions:
+                return self.functions[func.attr]
             return None
         last = dotted.rsplit(".", 1)[-1]
         if last in self.functions:
@@ -375,9 +435,7 @@ class CellAnalyzer:
             for name, node in list(pending.items()):
                 endpoints = self._endpoints_within(node)
                 if endpoints:
-                    found = Found()
-                    self._scan(node, found, set())
-                    info = FunctionInfo(frozenset(endpoints), found)
+                    info = self._function_from_def(node, frozenset(endpoints))
                     self.functions[name] = info
                     self._result.learned_functions[name] = info
                     del pending[name]
@@ -388,6 +446,54 @@ class CellAnalyzer:
             if name in self.functions and name not in self.configured:
                 del self.functions[name]
                 self._result.forgotten.add(name)
+
+    def _function_from_def(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda,
+                           endpoints: frozenset[str]) -> FunctionInfo:
+        """Price values in a generation function's body; parameters are read at each call."""
+        args = node.args
+        positional = [*args.posonlyargs, *args.args]
+        names = {a.arg for a in [*positional, *args.kwonlyargs]}
+        found = Found()
+        self._fn_params, self._key_params = names, {}
+        try:
+            self._scan(node, found, set(names))
+        finally:
+            key_params, self._fn_params, self._key_params = self._key_params, set(), {}
+        for key in KEYS:  # ``tier=`` at a call sets the parameter named tier
+            if key in names:
+                key_params.setdefault(key, set()).add(key)
+        defaults = list(zip(positional[len(positional) - len(args.defaults):], args.defaults,
+                            strict=True))
+        defaults += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+                     if d is not None]
+        for arg, default in defaults:
+            for key in key_params.get(arg.arg, ()):
+                self._record(key, default, found)
+        if args.vararg is not None or args.kwarg is not None:
+            for extra in (args.vararg, args.kwarg):
+                if extra is not None and extra.arg in key_params:
+                    found.unknown = True
+        return FunctionInfo(endpoints, found, tuple(a.arg for a in positional), key_params)
+
+    def _call_values(self, call: ast.Call, info: FunctionInfo, found: Found) -> None:
+        """Arguments that set a price parameter of a generation function (by position too)."""
+        if not info.key_params:
+            return
+        params = list(info.params)
+        if (params and params[0] in ("self", "cls") and isinstance(call.func, ast.Attribute)):
+            params = params[1:]
+        for index, arg in enumerate(call.args):
+            if isinstance(arg, ast.Starred):  # *args: cannot tell which parameters it sets
+                if any(p in info.key_params for p in params[index:]):
+                    found.unknown = True
+                break
+            if index < len(params):
+                for key in info.key_params.get(params[index], ()):
+                    self._record(key, arg, found)
+        for kw in call.keywords:
+            if kw.arg is not None and kw.arg not in KEYS:
+                for key in info.key_params.get(kw.arg, ()):
+                    self._record(key, kw.value, found)
 
     # -- walking the code that runs --------------------------------------------------------
 
@@ -462,7 +568,8 @@ class CellAnalyzer:
             self._visit_magic(*magic, node=node, mult=mult, ctx=ctx)
             return
         info = self._function_info(node.func)
-        endpoints = self.mentions(node, "call") if not is_builder(node) else set()
+        endpoints = (self.mentions(node, "call")
+                     if not is_builder(node) and not self._no_http(node) else set())
         name = _dotted(node.func) or "call"
         if info is not None:
             self._add_site(info.endpoints | endpoints, info, mult, ctx, node, name)
@@ -476,10 +583,22 @@ class CellAnalyzer:
         for kw in node.keywords:
             self._walk_expr(kw.value, mult, ctx)
 
+    @staticmethod
+    def _no_http(call: ast.Call) -> bool:
+        """``print(url)``, ``open(path)``, ``Path(...).mkdir()``...: never a request."""
+        func = call.func
+        if isinstance(func, ast.Name):
+            return func.id in NO_HTTP_CALLS
+        # ``opener.open(url, data)`` (urllib's OpenerDirector) does send: only builtin open
+        return isinstance(func, ast.Attribute) and func.attr in NO_HTTP_CALLS - {"open"}
+
     def _visit_magic(self, name: str, line: str, cell: str | None, *, node: ast.Call,
                      mult: int | None, ctx: ast.stmt) -> None:
         if name in RECOVERY_MAGICS:
             return
+        if cell is not None and (name in TEXT_MAGICS or (
+                name in BROWSER_MAGICS and not _BROWSER_HTTP_RE.search(cell))):
+            return  # text written to a file or shown: nothing is sent
         if name in CODE_MAGICS:
             module = self._parse_magic_code(cell if cell is not None else line,
                                             strip_options=cell is None)
@@ -487,9 +606,10 @@ class CellAnalyzer:
                 child = CellAnalyzer(self.configured, self.functions, self.learned_urls,
                                      self.namespace, self.magic_transform, self.learn)
                 result = child.analyze(module)
+                runs = _timeit_runs(line) if name == "timeit" else 1
                 for site in result.sites:
-                    count = (None if name == "timeit" or mult is None or site.count is None
-                             else site.count * mult)
+                    count = (None if runs is None or mult is None or site.count is None
+                             else site.count * mult * runs)
                     self._result.sites.append(Site(site.endpoints, site.found, count,
                                                    node.lineno, f"%{name} {site.name}"))
                 self._result.learned_functions.update(result.learned_functions)
@@ -526,6 +646,8 @@ class CellAnalyzer:
         self._scan(ctx, found, set())
         if info is not None:
             found.update(info.found)
+            if isinstance(node, ast.Call):
+                self._call_values(node, info, found)
         self._result.sites.append(Site(endpoints or frozenset({"rodin"}), found, mult,
                                        getattr(node, "lineno", 0), name))
 
@@ -614,7 +736,8 @@ class CellAnalyzer:
                 if isinstance(first, ast.Constant) and first.value in KEYS:
                     self._record(str(first.value), item.elts[1], found)
             elif isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-                self._record_defaults(item.args, found)
+                if item is not node:  # a def's own defaults: see _function_from_def
+                    self._record_defaults(item.args, found)
             elif isinstance(item, ast.Name) and isinstance(item.ctx, ast.Load):
                 if item.id in seen:
                     continue
@@ -703,6 +826,9 @@ class CellAnalyzer:
                 return self._values(key, node.args[0], element, depth + 1, seen)
             return None
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            if node.id in self._fn_params:  # set by the caller: read at each call site
+                self._key_params.setdefault(node.id, set()).add(key)
+                return []
             if node.id in seen:
                 return None
             seen = seen | {node.id}
@@ -750,3 +876,137 @@ class CellAnalyzer:
                 return None
             out.extend(p for p in part if p not in out)
         return out
+
+
+# -- what is already defined when the guard is turned on -----------------------------------
+
+_NS_NAMES = 5000  # at most this many namespace names are looked at
+_NS_CONTAINER = 1000  # larger containers are data, not endpoint tables
+
+
+def _code_strings(code: types.CodeType, skip_doc: bool, depth: int = 0) -> Iterator[str]:
+    """String constants of a code object and the functions/classes nested in it."""
+    consts = code.co_consts
+    for index, const in enumerate(consts):
+        if isinstance(const, str):
+            if not (skip_doc and index == 0):
+                yield const
+        elif isinstance(const, bytes):
+            yield const.decode("latin-1")
+        elif isinstance(const, types.CodeType) and depth < 6:
+            yield from _code_strings(const, False, depth + 1)
+        elif isinstance(const, tuple):
+            yield from (c for c in const if isinstance(c, str))
+
+
+def _code_names(code: types.CodeType, depth: int = 0) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType) and depth < 6:
+            names |= _code_names(const, depth + 1)
+    return names
+
+
+_Def = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
+
+
+def _def_node(func: types.FunctionType) -> _Def | None:
+    """The def (or lambda) of ``func`` from its source, when the source can be found."""
+    try:
+        source = textwrap.dedent(inspect.getsource(func))
+        module = ast.parse(source)
+    except Exception:  # no source (C, exec'd code), or a lambda inside an expression
+        return None
+    for node in ast.walk(module):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                node.name == func.__name__):
+            return node
+        if isinstance(node, ast.Lambda) and func.__name__ == "<lambda>":
+            return node
+    return None
+
+
+def learn_namespace(namespace: Mapping[str, Any], hidden: Collection[str] = (),
+                    functions: Collection[str] = ()) -> Analysis:
+    """URL variables and generation functions already defined in ``namespace``.
+
+    So that a helper defined before ``%rodin_guard on`` is guarded like one defined after:
+    strings and small containers naming an endpoint become learned URLs; functions (and
+    methods of classes) whose code names an endpoint, a learned URL or another generation
+    function become learned functions. Modules and ``_private`` names are skipped; the work
+    is bounded by :data:`_NS_NAMES`, :data:`_BUDGET` and :data:`_NS_CONTAINER`.
+    """
+    result = Analysis()
+    analyzer = CellAnalyzer(functions, namespace=namespace, learn=False)
+    funcs: dict[str, tuple[types.FunctionType, dict[str, frozenset[str]]]] = {}
+    hidden_names = set(hidden)
+    for count, (name, value) in enumerate(list(namespace.items())):
+        if count >= _NS_NAMES:
+            break
+        if name.startswith("_") or name in hidden_names or isinstance(value, types.ModuleType):
+            continue
+        if type(value) in (str, bytes, list, tuple, set, frozenset, dict):
+            if isinstance(value, (str, bytes)) or len(value) <= _NS_CONTAINER:
+                endpoints = analyzer._object_endpoints(value)
+                if endpoints:
+                    result.learned_urls[name] = frozenset(endpoints)
+        elif isinstance(value, types.FunctionType):
+            funcs[name] = (value, {})
+        elif isinstance(value, type) and getattr(value, "__module__", None) == "__main__":
+            attrs: dict[str, frozenset[str]] = {}
+            methods: list[tuple[str, types.FunctionType]] = []
+            for attr, member in list(vars(value).items())[:_BUDGET]:
+                if isinstance(member, (staticmethod, classmethod)):
+                    member = member.__func__
+                if isinstance(member, types.FunctionType):
+                    methods.append((attr, member))
+                elif type(member) in (str, bytes, list, tuple, dict):
+                    found = analyzer._object_endpoints(member)
+                    if found:
+                        attrs[attr] = frozenset(found)
+            for attr, method in methods:
+                if not attr.startswith("__"):
+                    funcs.setdefault(attr, (method, attrs))
+    learned: dict[str, frozenset[str]] = {}
+    for _ in range(6):  # helpers calling helpers: a small fixpoint
+        changed = False
+        for name, (func, attrs) in funcs.items():
+            if name in learned:
+                continue
+            code = func.__code__
+            reached: set[str] = set()
+            for text in _code_strings(code, skip_doc=func.__doc__ is not None):
+                if len(text) <= _MAX_TEXT:
+                    reached |= endpoints_in_text(text)
+            for ref in _code_names(code):
+                reached |= result.learned_urls.get(ref, frozenset())
+                reached |= learned.get(ref, frozenset()) | attrs.get(ref, frozenset())
+            for extra in (func.__defaults__ or (), *(func.__kwdefaults__ or {}).values(),
+                          *(c.cell_contents for c in (func.__closure__ or ())
+                            if _cell_is_set(c))):
+                if type(extra) in (str, bytes, list, tuple, dict):
+                    reached |= analyzer._object_endpoints(extra)
+            if reached:
+                learned[name] = frozenset(reached)
+                changed = True
+        if not changed:
+            break
+    for name, reaches in learned.items():
+        func = funcs[name][0]
+        node = _def_node(func)
+        if node is not None:
+            info = analyzer._function_from_def(node, reaches)
+        else:  # no source: its price values cannot be read, so assume the dearest
+            code = func.__code__
+            params = code.co_varnames[:code.co_argcount + code.co_posonlyargcount]
+            info = FunctionInfo(reaches, Found(unknown=True), tuple(params))
+        result.learned_functions[name] = info
+    return result
+
+
+def _cell_is_set(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:
+        return False
+    return True

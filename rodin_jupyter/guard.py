@@ -42,6 +42,7 @@ from .cell_analysis import (
     FunctionInfo,
     Site,
     is_recovery_cell,
+    learn_namespace,
 )
 from .cell_errors import OneLineError
 from .client import BalanceReading
@@ -71,10 +72,14 @@ class Estimate:
     total: Decimal
     calls: int
     sites: tuple[Site, ...]
+    assumed_max: bool = False  # some price value could not be read: the dearest was assumed
 
     def describe(self) -> str:
         """'3 generation calls' -- short, for the one-line message."""
-        return f"{self.calls} generation call{'s' if self.calls != 1 else ''}"
+        text = f"{self.calls} generation call{'s' if self.calls != 1 else ''}"
+        if self.assumed_max:
+            text += "; cost unclear, assuming the most expensive tier, addons and texture mode"
+        return text
 
 
 class UnboundedCount(PricingError):
@@ -90,10 +95,15 @@ def site_cost(site: Site, prices: PriceTable, minimum: Decimal) -> Decimal:
         if endpoint == "rodin":
             tiers: list[str | None] = [*sorted(site.found.tiers)] or [None]
             modes: list[str | None] = [*sorted(site.found.texture_modes)] or [None]
+            addons = sorted(site.found.addons)
+            if site.found.unknown:  # a value the cell does not show: fail closed
+                tiers = [*tiers, *prices.tiers]
+                modes = [*modes, *prices.texture_modes]
+                known = {a.lower() for a in prices.addons}
+                addons = [*prices.addons, *(a for a in addons if a.lower() not in known)]
             for tier in tiers:
                 for mode in modes:
-                    costs.append(estimate_cost(tier, sorted(site.found.addons), mode, "rodin",
-                                               1, prices))
+                    costs.append(estimate_cost(tier, addons, mode, "rodin", 1, prices))
         else:
             costs.append(estimate_cost(endpoint=endpoint, prices=prices))
     return max([*costs, minimum])
@@ -110,7 +120,8 @@ def estimate_sites(sites: Iterable[Site], prices: PriceTable, minimum: Decimal) 
                                  "number of times")
         total += site_cost(site, prices, minimum) * site.count
         calls += site.count
-    return Estimate(total, calls, kept)
+    assumed = any(s.found.unknown and "rodin" in s.endpoints and s.count for s in kept)
+    return Estimate(total, calls, kept, assumed)
 
 
 # -- configuration and the balance check --------------------------------------------------
@@ -220,6 +231,25 @@ class AutoGuard(ast.NodeTransformer):
             self.shell.input_transformers_post.append(self._gate_fn)
         self.shell.events.register("post_execute", self._post_fn)
         self.active = True
+        self.learn_defined()
+
+    def learn_defined(self) -> None:
+        """Learn URL variables and helpers defined before the guard was turned on."""
+        if not self.config.learn:
+            return
+        try:
+            namespace = getattr(self.shell, "user_ns", None)
+            if not isinstance(namespace, dict):
+                return
+            hidden = getattr(self.shell, "user_ns_hidden", None) or {}
+            found = learn_namespace(namespace, hidden, self.config.functions)
+        except Exception as exc:  # never break ``%rodin_guard on``
+            log.debug("guard could not read the namespace: %s", type(exc).__name__)
+            return
+        for name, endpoints in found.learned_urls.items():
+            self.learned_urls.setdefault(name, endpoints)
+        for name, info in found.learned_functions.items():
+            self.learned_functions.setdefault(name, info)
 
     def uninstall(self) -> None:
         """Remove the gate, the transformer and the callback; forget pending state."""

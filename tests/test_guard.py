@@ -159,6 +159,119 @@ def test_defining_things_costs_nothing_but_their_use_is_guarded(
     assert sandbox_env.count("POST", "/rodin") == 1
 
 
+def test_helpers_defined_before_the_guard_is_on_are_guarded(
+        ip: Any, sandbox_env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cell(ip, "%rodin_guard off")
+    sandbox_env.set_balance("0.2")
+    setup = ("import os, requests\n"
+             "BASE = os.environ['RODIN_API_BASE']\n"
+             "HEADERS = {'Authorization': f\"Bearer {os.environ['RODIN_API_KEY']}\"}\n"
+             "GEN_URL = f'{BASE}/rodin'\n"
+             "ENDPOINTS = {'gen': 'rodin', 'status': 'status'}\n"
+             "def submit(prompt, tier='Gen-2'):\n"
+             "    return requests.post(GEN_URL, headers=HEADERS,\n"
+             "                         files={'prompt': (None, prompt), 'tier': (None, tier)})\n"
+             "def submit_twice(prompt):\n"
+             "    return submit(prompt), submit(prompt)\n"
+             "class C:\n"
+             "    url = BASE + '/rodin'\n"
+             "    def go(self):\n"
+             "        return requests.post(self.url, headers=HEADERS, files={})\n"
+             "def notes():\n"
+             "    '''POST /rodin starts a generation.'''\n"
+             "    return 1\n")
+    assert run_cell(ip, setup).success
+    try:
+        assert run_cell(ip, "%rodin_guard on").success
+        capsys.readouterr()
+        for cell in ("r = requests.post(GEN_URL, headers=HEADERS, files={'prompt': (None, 'x')})",
+                     "r = submit('cube')", "r = submit_twice('cube')", "r = C().go()",
+                     "r = requests.post(f\"{BASE}/{ENDPOINTS['gen']}\", headers=HEADERS)"):
+            result = run_cell(ip, cell)
+            assert isinstance(result.error_before_exec, GuardBlocked), cell
+            assert "balance is 0.2" in blocked_line(capsys)
+        assert sandbox_env.count("POST", "/rodin") == 0
+        assert sandbox_env.balance == D("0.2")
+        guard = guard_of(ip)
+        assert guard.learned_functions["submit_twice"].endpoints == frozenset({"rodin"})
+        assert "notes" not in guard.learned_functions  # a docstring sends nothing
+        checks = guard.checks
+        assert run_cell(ip, "notes()").success
+        assert guard.checks == checks
+        sandbox_env.set_balance("1")
+        assert run_cell(ip, "r = submit('cube')").success
+        assert sandbox_env.count("POST", "/rodin") == 1
+        assert sandbox_env.balance == D("0.5")
+    finally:
+        run_cell(ip, "%rodin_guard off")
+        for name in ("GEN_URL", "ENDPOINTS", "submit", "submit_twice", "C", "notes"):
+            ip.user_ns.pop(name, None)
+
+
+def test_positional_and_unreadable_price_values(
+        guarded: Any, sandbox_env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox_env.set_balance("1.5")
+    define = ("def submit(prompt, tier, addons='[]'):\n"
+              "    return requests.post(f'{BASE}/rodin', headers=HEADERS, files={\n"
+              "        'prompt': (None, prompt), 'tier': (None, tier), 'addons': (None, addons)})\n"
+              "def make(prompt, quality='Gen-2'):\n"
+              "    return requests.post(f'{BASE}/rodin', headers=HEADERS,\n"
+              "                         files={'prompt': (None, prompt), 'tier': (None, quality)})")
+    assert run_cell(guarded, define).success
+    capsys.readouterr()
+    # positional arguments are read (the parameter need not be called tier)
+    for cell, cost in (("r = submit('lamp', 'Gen-2.5-Extreme-High', '[\"HighPack\"]')", "2"),
+                       ("r = make('lamp', 'Gen-2.5-Extreme-High')\nr = make('x')\n"
+                        "r = make('y')", "2")):
+        result = run_cell(guarded, cell)
+        assert isinstance(result.error_before_exec, GuardBlocked), cell
+        assert f"needs {cost} credits, balance is 1.5" in blocked_line(capsys)
+    assert run_cell(guarded, "r = make('lamp', quality='Gen-2.5-Extreme-High')\n"
+                             "r = submit('x', 'Gen-2')").success
+    assert sandbox_env.count("POST", "/rodin") == 2
+    assert sandbox_env.balance == D(0)
+    # a value the cell does not show: the most expensive combination, and it says so
+    sandbox_env.set_balance("3")
+    result = run_cell(guarded, "r = submit('lamp', pick_tier())")
+    assert isinstance(result.error_before_exec, GuardBlocked)
+    assert "cost unclear, assuming the most expensive" in blocked_line(capsys)
+    assert sandbox_env.count("POST", "/rodin") == 2
+    assert sandbox_env.balance == D(3)
+
+
+def test_cells_that_send_nothing_make_no_balance_request(
+        guarded: Any, sandbox_env: Sandbox, tmp_path: Path) -> None:
+    guard = guard_of(guarded)
+    assert run_cell(guarded, "url = f'{BASE}/rodin'").success  # learned as a generation URL
+    out = tmp_path / "rodin"
+    cells = [
+        "url = f'{BASE}/status'\ns = requests.post(url, headers=HEADERS, json={})",
+        "print(f'{BASE}/rodin')",
+        f"import pathlib\nOUT = pathlib.Path({str(out)!r})\nOUT.mkdir(parents=True)",
+        f"open({str(tmp_path / 'rodin.txt')!r}, 'w').write('x')",
+        f"%%writefile {tmp_path / 'gen.py'}\nimport requests\nrequests.post('http://x/rodin')\n",
+        "%%markdown\nCall `/rodin` to generate.\n",
+        "%%html\n<p>POST /rodin</p>\n",
+        "def helper():\n    '''POST /rodin.'''\n    return 1\nhelper()",
+    ]
+    for code in cells:
+        assert run_cell(guarded, code).success, code
+    assert guard.checks == 0
+    assert sandbox_env.count("GET", "/check_balance") == 0
+    assert sandbox_env.count("POST", "/rodin") == 0
+    # still generation calls: the URL reaches a request however it is sent
+    sandbox_env.set_balance("0.1")
+    for code in ("url = f'{BASE}/rodin'\nrequests.post(url)",
+                 "s = requests.Session()\ns.post(f'{BASE}/rodin')",
+                 "requests.request('POST', f'{BASE}/rodin')",
+                 "import urllib.request as u\nu.urlopen(u.Request(f'{BASE}/rodin', data=b''))",
+                 "print(requests.post(f'{BASE}/rodin'))",
+                 "u.build_opener().open(f'{BASE}/rodin', data=b'')",
+                 "%%html\n<script>fetch('/rodin', {method: 'POST'})</script>\n"):
+        assert isinstance(run_cell(guarded, code).error_before_exec, GuardBlocked), code
+    assert sandbox_env.count("POST", "/rodin") == 0
+
+
 # -- failing closed ----------------------------------------------------------------------------
 
 
@@ -239,13 +352,21 @@ def test_time_magics_check_once(guarded: Any, sandbox_env: Sandbox) -> None:
     assert (guard.checks, sandbox_env.count("POST", "/rodin")) == (2, 2)
     assert sandbox_env.count("GET", "/check_balance") == 4
     assert guarded.user_ns["ran2"] is True
-    # blocked under %time too, and %timeit (unknown repeat count) is refused outright
+    # %timeit -n N -r R runs N*R times: counted exactly
+    sandbox_env.set_balance("1")
+    assert run_cell(guarded, "%timeit -q -n2 -r1 " + line.strip()).success
+    assert (guard.checks, sandbox_env.count("POST", "/rodin")) == (3, 4)
+    assert sandbox_env.balance == D(0)
+    # blocked under %time too; %timeit -n2 (x7 repeats) needs 7; without -n it is refused
     sandbox_env.set_balance("0.1")
     assert not run_cell(guarded, "%%time\n" + gen_cell(marker="late")).success
-    result = run_cell(guarded, "%timeit -n1 -r1 " + line.strip())
+    result = run_cell(guarded, "%timeit -n2 " + line.strip())
+    assert isinstance(result.error_before_exec, GuardBlocked)
+    assert "needs 7 credits" in str(result.error_before_exec)
+    result = run_cell(guarded, "%timeit " + line.strip())
     assert isinstance(result.error_before_exec, GuardBlocked)
     assert "unknown number of times" in str(result.error_before_exec)
-    assert sandbox_env.count("POST", "/rodin") == 2
+    assert sandbox_env.count("POST", "/rodin") == 4
     assert "late" not in guarded.user_ns
 
 
