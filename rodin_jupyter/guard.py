@@ -72,13 +72,13 @@ class Estimate:
     total: Decimal
     calls: int
     sites: tuple[Site, ...]
-    assumed_max: bool = False  # some price value could not be read: the dearest was assumed
+    unclear: bool = False  # some price value could not be read: the minimum is the floor
 
     def describe(self) -> str:
         """'3 generation calls' -- short, for the one-line message."""
         text = f"{self.calls} generation call{'s' if self.calls != 1 else ''}"
-        if self.assumed_max:
-            text += "; cost unclear, assuming the most expensive tier, addons and texture mode"
+        if self.unclear:
+            text += "; tier/addons not readable, counted at the --min floor"
         return text
 
 
@@ -96,11 +96,6 @@ def site_cost(site: Site, prices: PriceTable, minimum: Decimal) -> Decimal:
             tiers: list[str | None] = [*sorted(site.found.tiers)] or [None]
             modes: list[str | None] = [*sorted(site.found.texture_modes)] or [None]
             addons = sorted(site.found.addons)
-            if site.found.unknown:  # a value the cell does not show: fail closed
-                tiers = [*tiers, *prices.tiers]
-                modes = [*modes, *prices.texture_modes]
-                known = {a.lower() for a in prices.addons}
-                addons = [*prices.addons, *(a for a in addons if a.lower() not in known)]
             for tier in tiers:
                 for mode in modes:
                     costs.append(estimate_cost(tier, addons, mode, "rodin", 1, prices))
@@ -120,8 +115,8 @@ def estimate_sites(sites: Iterable[Site], prices: PriceTable, minimum: Decimal) 
                                  "number of times")
         total += site_cost(site, prices, minimum) * site.count
         calls += site.count
-    assumed = any(s.found.unknown and "rodin" in s.endpoints and s.count for s in kept)
-    return Estimate(total, calls, kept, assumed)
+    unclear = any(s.found.unknown and "rodin" in s.endpoints and s.count for s in kept)
+    return Estimate(total, calls, kept, unclear)
 
 
 # -- configuration and the balance check --------------------------------------------------

@@ -230,11 +230,19 @@ def test_positional_and_unreadable_price_values(
                              "r = submit('x', 'Gen-2')").success
     assert sandbox_env.count("POST", "/rodin") == 2
     assert sandbox_env.balance == D(0)
-    # a value the cell does not show: the most expensive combination, and it says so
-    sandbox_env.set_balance("3")
+    # a value the cell does not show: the configured minimum per call, and it says so
+    sandbox_env.set_balance("0.2")
     result = run_cell(guarded, "r = submit('lamp', pick_tier())")
     assert isinstance(result.error_before_exec, GuardBlocked)
-    assert "cost unclear, assuming the most expensive" in blocked_line(capsys)
+    line = blocked_line(capsys)
+    assert "needs 0.5 credits, balance is 0.2" in line
+    assert "not readable, counted at the --min floor" in line
+    sandbox_env.set_balance("3")
+    assert run_cell(guarded, "%rodin_guard on --min 4").success
+    capsys.readouterr()
+    result = run_cell(guarded, "r = submit('lamp', pick_tier())")
+    assert isinstance(result.error_before_exec, GuardBlocked)
+    assert "needs 4 credits, balance is 3" in blocked_line(capsys)
     assert sandbox_env.count("POST", "/rodin") == 2
     assert sandbox_env.balance == D(3)
 
