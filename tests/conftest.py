@@ -57,9 +57,14 @@ def ip(sandbox_env: Sandbox, fresh_monitor: Any) -> Iterator[Any]:
     from IPython.testing.globalipapp import get_ipython
 
     shell: InteractiveShell = get_ipython()
+    # %config writes into the shared shell's config too: start and end every test clean.
+    for section in ("RodinMagics", "RodinGuard"):
+        shell.config.pop(section, None)
     shell.run_line_magic("load_ext", "rodin_jupyter")
     yield shell
     shell.run_line_magic("unload_ext", "rodin_jupyter")
+    for section in ("RodinMagics", "RodinGuard"):
+        shell.config.pop(section, None)
 
 
 def run_cell(shell: Any, code: str) -> Any:
