@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from traitlets import TraitError
+
+from .cell_errors import CellStopped
 from .guard_magics import RodinGuard
 from .magics import RodinMagics
 
@@ -12,10 +15,18 @@ MAGICS_CLASSES: tuple[type[Any], ...] = (RodinMagics, RodinGuard)
 
 
 def load(shell: Any) -> None:
-    """Register the magics (``register_magics`` on the class applies ``c.RodinMagics.*``)."""
-    for cls in MAGICS_CLASSES:
-        if cls.__name__ not in shell.magics_manager.registry:
-            shell.register_magics(cls)
+    """Register the magics (``register_magics`` on the class applies ``c.RodinMagics.*``).
+
+    All or nothing: a bad value in ``ipython_config.py`` gives one line and no half-loaded
+    extension.
+    """
+    try:
+        for cls in MAGICS_CLASSES:
+            if cls.__name__ not in shell.magics_manager.registry:
+                shell.register_magics(cls)
+    except TraitError as exc:
+        unload(shell)
+        raise CellStopped(f"{str(exc).rstrip('.')}; the extension was not loaded.") from None
 
 
 def unload(shell: Any) -> None:

@@ -167,3 +167,20 @@ def test_timeouts_must_be_positive(ip: Any, caplog: pytest.LogCaptureFixture) ->
         assert ip.magics_manager.registry["RodinMagics"].read_timeout > 0
     finally:  # %config also writes into the shell's config, which outlives this test
         ip.config.RodinMagics.pop("read_timeout", None)
+
+
+def test_a_bad_configured_value_fails_the_load_in_one_line(
+        ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_line_magic("unload_ext", "rodin_jupyter")
+    ip.config.RodinMagics.read_timeout = -1  # as if from ipython_config.py
+    try:
+        result = run_cell(ip, "%load_ext rodin_jupyter")
+        assert not result.success
+        out = capsys.readouterr().out
+        assert "RodinMagics.read_timeout must be more than 0 seconds; the extension was not " \
+               "loaded." in out and "Traceback" not in out
+        assert "rodin_balance" not in ip.magics_manager.magics["line"]
+        assert "rodin_guard" not in ip.magics_manager.magics["line"]
+    finally:
+        ip.config.RodinMagics.pop("read_timeout", None)
+        ip.run_line_magic("load_ext", "rodin_jupyter")  # the fixture unloads again
