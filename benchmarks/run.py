@@ -190,7 +190,7 @@ def bench_balance(shell: Any, server: ServerProcess, p: Params) -> Result:
     def magic() -> Any:
         return shell.run_line_magic("rodin_balance", "")
 
-    from rodin_jupyter.monitor import get_monitor
+    from rodin_jupyter.balance.monitor import get_monitor
 
     def client() -> Any:  # the package's HTTP layer alone, without IPython or the monitor
         return get_monitor().client().check_balance()
@@ -259,7 +259,7 @@ def bench_balance(shell: Any, server: ServerProcess, p: Params) -> Result:
 
 def guard_available(shell: Any) -> str | None:
     """None if ``%rodin_guard`` can be used, else why not."""
-    if importlib.util.find_spec("rodin_jupyter.guard") is None:
+    if importlib.util.find_spec("rodin_jupyter.ipython.cell_guard") is None:
         return "guard not available"
     if "rodin_guard" not in shell.magics_manager.magics["line"]:
         return "guard not available: no %rodin_guard after %load_ext"
@@ -464,15 +464,15 @@ def _widget_texts(widget: Any) -> Iterator[str]:
 def bench_panels(server: ServerProcess) -> Result:
     figure = f"{PANELS} BalancePanels, one refresh"
     goal = "exactly 1 request"
-    if importlib.util.find_spec("rodin_jupyter.panel") is None:
+    if importlib.util.find_spec("rodin_jupyter.widgets.panel") is None:
         return not_available("4", "panels", figure, goal, "panel not available")
     if importlib.util.find_spec("ipywidgets") is None:
         return not_available("4", "panels", figure, goal, "ipywidgets not installed")
     widgets_before = "ipywidgets" in sys.modules
     from rodin_jupyter import BalancePanel
-    from rodin_jupyter.client import RodinClient
-    from rodin_jupyter.monitor import get_monitor
-    from rodin_jupyter.panel import shutdown_all
+    from rodin_jupyter.balance.monitor import get_monitor
+    from rodin_jupyter.http.client import RodinClient
+    from rodin_jupyter.widgets.panel import shutdown_all
 
     monitor = get_monitor()
     monitor.configure(RodinClient)  # no reading yet: the first panel has to ask
@@ -523,8 +523,8 @@ def bench_panels(server: ServerProcess) -> Result:
 
 
 def bench_cached(shell: Any, server: ServerProcess, p: Params) -> list[Result]:
-    from rodin_jupyter.monitor import get_monitor
-    from rodin_jupyter.settings import settings
+    from rodin_jupyter.balance.monitor import get_monitor
+    from rodin_jupyter.balance.settings import settings
 
     monitor = get_monitor()
     monitor.refresh()
@@ -543,7 +543,7 @@ def bench_cached(shell: Any, server: ServerProcess, p: Params) -> list[Result]:
     ]
     guard_figure = "the guard's balance check within its TTL"
     try:
-        from rodin_jupyter.guard import read_balance_for
+        from rodin_jupyter.ipython.cell_guard import read_balance_for
     except ImportError:
         guard_case = not_available("5c", "cached_guard", guard_figure, "< 1000 µs, 0 requests",
                                    "guard not available")

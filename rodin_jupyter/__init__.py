@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .client import BalanceReading, RodinClient, check_balance
-from .errors import (
+from rodin_jupyter._version import __version__
+from rodin_jupyter.errors import (
     BadResponseError,
     InsecureURLError,
     KeyRefusedError,
@@ -22,12 +21,13 @@ from .errors import (
     RodinTimeoutError,
     ServiceError,
 )
-from .pricing import estimate_cost
+from rodin_jupyter.guard.pricing import estimate_cost
+from rodin_jupyter.http.client import BalanceReading, RodinClient, check_balance
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .panel import BalancePanel
+    from rodin_jupyter.widgets.panel import BalancePanel
 
 __all__ = [
     "BadResponseError",
@@ -54,7 +54,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The panel pulls in ipywidgets: import it only when someone asks for it.
     if name == "BalancePanel":
-        from .panel import BalancePanel
+        from rodin_jupyter.widgets.panel import BalancePanel
 
         return BalancePanel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -62,13 +62,13 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(shell: InteractiveShell) -> None:
     """``%load_ext rodin_jupyter``: register the magics (and the guard's hooks)."""
-    from .extension import load
+    from rodin_jupyter.ipython.extension import load
 
     load(shell)
 
 
 def unload_ipython_extension(shell: InteractiveShell) -> None:
     """``%unload_ext rodin_jupyter``: undo exactly what loading did."""
-    from .extension import unload
+    from rodin_jupyter.ipython.extension import unload
 
     unload(shell)

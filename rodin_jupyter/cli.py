@@ -10,13 +10,13 @@ import threading
 from collections.abc import Sequence
 from decimal import Decimal
 
-from .errors import RodinError
-from .monitor import format_credits
+from rodin_jupyter.balance.monitor import format_credits
+from rodin_jupyter.errors import RodinError
 
 
 def _balance(args: argparse.Namespace) -> int:
-    from .client import RodinClient
-    from .render import Balance
+    from rodin_jupyter.balance.text import Balance
+    from rodin_jupyter.http.client import RodinClient
 
     with RodinClient(base_url=args.base_url) as client:
         reading = client.check_balance()
@@ -29,7 +29,7 @@ def _balance(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import Sandbox
+    from rodin_jupyter.sandbox import Sandbox
 
     stop = threading.Event()
     with Sandbox(balance=args.balance, host=args.host, port=args.port) as sb:
@@ -49,7 +49,7 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from rodin_jupyter.demo import run_demo
 
     summary = run_demo(notebook=args.notebook, output=args.output, balance=args.balance)
     for line in summary.lines():

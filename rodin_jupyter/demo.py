@@ -16,9 +16,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .errors import RodinError
-from .monitor import format_credits
-from .sandbox import Sandbox
+from rodin_jupyter.balance.monitor import format_credits
+from rodin_jupyter.errors import RodinError
+from rodin_jupyter.sandbox import Sandbox
 
 NOTEBOOK_NAME = "quickstart.ipynb"
 _BALANCE_LINE = re.compile(r"Rodin balance: ([0-9.]+) credits")

@@ -42,7 +42,7 @@ def sandbox_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
 @pytest.fixture
 def fresh_monitor(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A new process-wide monitor per test, so no state crosses tests."""
-    from rodin_jupyter import monitor as monitor_module
+    from rodin_jupyter.balance import monitor as monitor_module
 
     fresh = monitor_module.BalanceMonitor()
     monkeypatch.setattr(monitor_module, "_monitor", fresh)

@@ -21,8 +21,8 @@ from rodin_jupyter import (
     ServiceError,
     check_balance,
 )
+from rodin_jupyter.http.urls import DEFAULT_BASE_URL, resolve_base_url
 from rodin_jupyter.sandbox import Sandbox
-from rodin_jupyter.urls import DEFAULT_BASE_URL, resolve_base_url
 
 from .conftest import FAKE_KEY
 

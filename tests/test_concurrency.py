@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from rodin_jupyter import RodinClient, RodinError
-from rodin_jupyter.client import BalanceReading
-from rodin_jupyter.monitor import BalanceMonitor, LedgerEntry, Snapshot
+from rodin_jupyter.balance.monitor import BalanceMonitor, LedgerEntry, Snapshot
+from rodin_jupyter.http.client import BalanceReading
 from rodin_jupyter.sandbox import Sandbox
 
 from .conftest import FAKE_KEY, run_cell
@@ -319,7 +319,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 def test_panel_magic_and_guard_read_together(ip: Any, sandbox_env: Sandbox,
                                              fresh_monitor: BalanceMonitor,
                                              baseline_threads: list[str]) -> None:
-    panel_module = pytest.importorskip("rodin_jupyter.panel")
+    panel_module = pytest.importorskip("rodin_jupyter.widgets.panel")
     has_guard = "rodin_guard" in ip.magics_manager.magics["line"]
     sandbox_env.set_balance("100")
     sandbox_env.inject_fault("/check_balance", status=None, delay=0.05, times=None)
@@ -367,7 +367,7 @@ def test_panel_magic_and_guard_read_together(ip: Any, sandbox_env: Sandbox,
 def test_no_thread_left_after_unload_even_mid_check(ip: Any, fresh_monitor: BalanceMonitor,
                                                     baseline_threads: list[str]) -> None:
     """A panel refresh waiting on a silent server when the extension is unloaded."""
-    panel_module = pytest.importorskip("rodin_jupyter.panel")
+    panel_module = pytest.importorskip("rodin_jupyter.widgets.panel")
     with FaultServer() as server:
         server.set(Reply(mode="hang"))
         ip.run_line_magic("config", f"RodinMagics.base_url = {server.base_url!r}")

@@ -25,14 +25,14 @@ import requests
 
 from rodin_jupyter import RodinClient, RodinError
 from rodin_jupyter import cli as cli_module
-from rodin_jupyter.client import (
+from rodin_jupyter.balance.monitor import BalanceMonitor
+from rodin_jupyter.http.client import (
     DEFAULT_DEADLINE,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_RETRIES,
     BalanceReading,
 )
-from rodin_jupyter.magics import RodinMagics
-from rodin_jupyter.monitor import BalanceMonitor
+from rodin_jupyter.ipython.magics import RodinMagics
 from rodin_jupyter.sandbox import Sandbox
 
 from .conftest import FAKE_KEY, run_cell
@@ -293,7 +293,7 @@ def test_zz_defaults_give_up_on_a_silent_server_within_30_s(
 
 @pytest.fixture
 def panel_module() -> Iterator[Any]:
-    module = pytest.importorskip("rodin_jupyter.panel")
+    module = pytest.importorskip("rodin_jupyter.widgets.panel")
     module.shutdown_all()
     yield module
     module.shutdown_all()
@@ -306,7 +306,7 @@ def test_panel_keeps_the_last_balance_marked_stale(
         fresh_monitor: BalanceMonitor, monkeypatch: pytest.MonkeyPatch) -> None:
     needs(fault, matrix_env)
     from rodin_jupyter import BalancePanel
-    from rodin_jupyter.monitor import get_monitor
+    from rodin_jupyter.balance.monitor import get_monitor
 
     with fault_servers(fault, matrix_env) as (server, other):
         fresh_monitor.configure(lambda: RodinClient(FAKE_KEY, server.base_url, **FAST))
@@ -346,7 +346,7 @@ def test_guard_fails_closed(fault: Fault, matrix_env: TLSFiles | None, magic_she
                             capsys: pytest.CaptureFixture[str]) -> None:
     """The balance cannot be read: the generation cell is stopped, nothing is sent."""
     needs(fault, matrix_env)
-    pytest.importorskip("rodin_jupyter.guard_magics")
+    pytest.importorskip("rodin_jupyter.ipython.guard_magics")
     ip = magic_shell
     ip.user_ns.update(BASE=sandbox_env.base_url, AUTH={"Authorization": "Bearer " + FAKE_KEY})
     with fault_servers(fault, matrix_env) as (server, other):

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rodin_jupyter import RodinClient, RodinError
-from rodin_jupyter.client import MAX_RETRY_AFTER, BalanceReading, _retry_after_seconds
 from rodin_jupyter.errors import BadResponseError, InsecureURLError, MissingKeyError
-from rodin_jupyter.parsing import MAX_BALANCE, load_json, parse_balance, service_error_code
-from rodin_jupyter.secret import ApiKey
-from rodin_jupyter.urls import resolve_base_url
+from rodin_jupyter.http.answers import MAX_BALANCE, load_json, parse_balance, service_error_code
+from rodin_jupyter.http.client import MAX_RETRY_AFTER, BalanceReading, _retry_after_seconds
+from rodin_jupyter.http.key import ApiKey
+from rodin_jupyter.http.urls import resolve_base_url
 
 from .conftest import FAKE_KEY
 from .faultserver import NETWORK_VARIABLES, FaultServer, Reply

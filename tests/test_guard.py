@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from rodin_jupyter.cell_analysis import CellAnalyzer, endpoints_in_text, is_recovery_cell
+from rodin_jupyter.balance.monitor import get_monitor
 from rodin_jupyter.errors import PricingError
-from rodin_jupyter.guard import AutoGuard, GuardBlocked, estimate_sites
-from rodin_jupyter.guard_magics import GuardedCellFailed, RodinGuard
-from rodin_jupyter.monitor import get_monitor
-from rodin_jupyter.pricing import PriceTable, estimate_cost, load_prices
+from rodin_jupyter.guard.cell_analysis import CellAnalyzer, endpoints_in_text, is_recovery_cell
+from rodin_jupyter.guard.pricing import PriceTable, estimate_cost, load_prices
+from rodin_jupyter.ipython.cell_guard import AutoGuard, GuardBlocked, estimate_sites
+from rodin_jupyter.ipython.guard_magics import GuardedCellFailed, RodinGuard
 from rodin_jupyter.sandbox import Sandbox
 
 from .conftest import FAKE_KEY, run_cell

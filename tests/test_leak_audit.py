@@ -24,13 +24,13 @@ import pytest
 
 from rodin_jupyter import RodinClient, RodinError
 from rodin_jupyter import cli as cli_module
-from rodin_jupyter.client import BalanceReading
+from rodin_jupyter.balance.monitor import BalanceMonitor, LedgerEntry, Snapshot
+from rodin_jupyter.balance.text import Balance, LedgerView
 from rodin_jupyter.errors import InsecureURLError, KeyRefusedError
-from rodin_jupyter.magics import RodinMagics
-from rodin_jupyter.monitor import BalanceMonitor, LedgerEntry, Snapshot
-from rodin_jupyter.render import Balance, LedgerView
+from rodin_jupyter.http.client import BalanceReading
+from rodin_jupyter.http.key import ApiKey
+from rodin_jupyter.ipython.magics import RodinMagics
 from rodin_jupyter.sandbox import Sandbox
-from rodin_jupyter.secret import ApiKey
 
 from .conftest import FAKE_KEY, run_cell
 from .faultserver import (
@@ -122,7 +122,7 @@ for _name in ("rodin_jupyter", "urllib3", "requests"):
 """
 
 AUDIT_LAST = """\
-from rodin_jupyter.monitor import get_monitor
+from rodin_jupyter.balance.monitor import get_monitor
 %config RodinMagics
 if "RodinGuard" in get_ipython().magics_manager.registry:
     get_ipython().run_line_magic("config", "RodinGuard")
@@ -239,7 +239,7 @@ def test_the_fault_matrix_leaks_nothing(verbose_shell: Any, sandbox_env: Sandbox
     evidence = Evidence()
     has_guard = "rodin_guard" in ip.magics_manager.magics["line"]
     try:
-        import rodin_jupyter.panel as panel_module
+        import rodin_jupyter.widgets.panel as panel_module
     except ImportError:
         panel_module = None  # type: ignore[assignment]
     ip.user_ns.update(BASE=sandbox_env.base_url, AUTH={"Authorization": "Bearer " + FAKE_KEY})

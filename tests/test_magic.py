@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from rodin_jupyter.magics import RodinMagics
+from rodin_jupyter.balance.settings import settings
+from rodin_jupyter.ipython.magics import RodinMagics
 from rodin_jupyter.sandbox import Sandbox
-from rodin_jupyter.settings import settings
 
 from .conftest import FAKE_KEY, run_cell
 
@@ -147,7 +147,7 @@ def test_reloading_keeps_the_state_of_the_same_account(ip: Any, sandbox_env: San
     monkeypatch.setenv("RODIN_API_KEY", FAKE_KEY + "-other")
     ip.run_line_magic("unload_ext", "rodin_jupyter")
     ip.run_line_magic("load_ext", "rodin_jupyter")
-    from rodin_jupyter.monitor import get_monitor
+    from rodin_jupyter.balance.monitor import get_monitor
 
     assert get_monitor().snapshot().balance is None
 

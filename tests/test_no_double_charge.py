@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from rodin_jupyter import RodinClient
-from rodin_jupyter.monitor import BalanceMonitor
+from rodin_jupyter.balance.monitor import BalanceMonitor
 from rodin_jupyter.sandbox import Sandbox
 
 from .conftest import FAKE_KEY, run_cell
@@ -88,7 +88,7 @@ answer.raise_for_status()
 
 @pytest.fixture
 def guard_shell(ip: Any, sandbox_env: Sandbox, fresh_monitor: BalanceMonitor) -> Iterator[Any]:
-    pytest.importorskip("rodin_jupyter.guard_magics")
+    pytest.importorskip("rodin_jupyter.ipython.guard_magics")
     ip.user_ns.update(BASE=sandbox_env.base_url, AUTH={"Authorization": f"Bearer {FAKE_KEY}"},
                       TIMEOUT=5)
     yield ip
@@ -155,7 +155,7 @@ def test_the_balance_readers_never_post(ip: Any, sandbox_env: Sandbox,
     run_cell(ip, "%rodin_balance")
     run_cell(ip, "%rodin_balance --cached")
     try:
-        import rodin_jupyter.panel as panel_module
+        import rodin_jupyter.widgets.panel as panel_module
     except ImportError:
         pass
     else:

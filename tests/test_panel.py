@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
-from rodin_jupyter import panel as panel_module
-from rodin_jupyter.monitor import BalanceMonitor, Snapshot
-from rodin_jupyter.panel import (
+from rodin_jupyter.balance.monitor import BalanceMonitor, Snapshot
+from rodin_jupyter.balance.settings import settings
+from rodin_jupyter.sandbox import Sandbox
+from rodin_jupyter.widgets import panel as panel_module
+from rodin_jupyter.widgets.panel import (
     BalancePanel,
     _Schedule,
     backoff_delay,
@@ -26,8 +28,6 @@ from rodin_jupyter.panel import (
     panel_threads,
     shutdown_all,
 )
-from rodin_jupyter.sandbox import Sandbox
-from rodin_jupyter.settings import settings
 
 from .conftest import FAKE_KEY
 

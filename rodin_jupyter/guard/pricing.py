@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from .errors import PricingError
+from rodin_jupyter.errors import PricingError
 
 DEFAULT_PRICES: dict[str, Any] = {
     "tiers": {

@@ -11,7 +11,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn
 
-from .errors import BadResponseError
+from rodin_jupyter.errors import BadResponseError
 
 MAX_BALANCE = Decimal(10) ** 12
 _SAFE_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_ .-]{0,59}$")

@@ -7,9 +7,9 @@ from typing import Any
 
 from traitlets import TraitError
 
-from .cell_errors import CellStopped
-from .guard_magics import RodinGuard
-from .magics import RodinMagics
+from rodin_jupyter.ipython.cell_errors import CellStopped
+from rodin_jupyter.ipython.guard_magics import RodinGuard
+from rodin_jupyter.ipython.magics import RodinMagics
 
 MAGICS_CLASSES: tuple[type[Any], ...] = (RodinMagics, RodinGuard)
 
@@ -47,9 +47,9 @@ def unload(shell: Any) -> None:
                         del manager.magics[kind][name]
         if instance in shell.configurables:
             shell.configurables.remove(instance)
-    panel = sys.modules.get("rodin_jupyter.panel")
+    panel = sys.modules.get("rodin_jupyter.widgets.panel")
     if panel is not None:
         panel.shutdown_all()
-    from .monitor import get_monitor
+    from rodin_jupyter.balance.monitor import get_monitor
 
     get_monitor().close()

@@ -19,7 +19,7 @@ How the pieces fit:
 * Threads are daemons that sleep on ``Event.wait``; ``close()`` and :func:`shutdown_all`
   (called by ``%unload_ext``) stop and join them.
 * Without ipywidgets (or where widgets cannot render) the output still carries a text/plain
-  and text/html snapshot from :mod:`rodin_jupyter.render`.
+  and text/html snapshot from :mod:`rodin_jupyter.balance.text`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
-from .errors import RodinError
-from .monitor import (
+from rodin_jupyter.balance.monitor import (
     BalanceMonitor,
     BalanceState,
     Snapshot,
@@ -43,10 +42,11 @@ from .monitor import (
     format_credits,
     get_monitor,
 )
-from .render import STATE_COLOURS, snapshot_html, snapshot_state, snapshot_text
-from .settings import MIN_REFRESH_INTERVAL, settings
+from rodin_jupyter.balance.settings import MIN_REFRESH_INTERVAL, settings
+from rodin_jupyter.balance.text import STATE_COLOURS, snapshot_html, snapshot_state, snapshot_text
+from rodin_jupyter.errors import RodinError
 
-log = logging.getLogger("rodin_jupyter.panel")
+log = logging.getLogger("rodin_jupyter.widgets.panel")
 
 TICK_SECONDS = 1.0
 """How often the clock thread re-renders panels and checks whether a refresh is due."""

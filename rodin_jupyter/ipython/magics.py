@@ -11,13 +11,18 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Float, TraitError, Unicode, observe, validate
 
-from .cell_errors import CellStopped
-from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, RodinClient
-from .errors import RodinError
-from .monitor import get_monitor
-from .render import Balance, LedgerView
-from .secret import key_fingerprint
-from .settings import MIN_REFRESH_INTERVAL, settings
+from rodin_jupyter.balance.monitor import get_monitor
+from rodin_jupyter.balance.settings import MIN_REFRESH_INTERVAL, settings
+from rodin_jupyter.balance.text import Balance, LedgerView
+from rodin_jupyter.errors import RodinError
+from rodin_jupyter.http.client import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DEADLINE,
+    DEFAULT_READ_TIMEOUT,
+    RodinClient,
+)
+from rodin_jupyter.http.key import key_fingerprint
+from rodin_jupyter.ipython.cell_errors import CellStopped
 
 
 def parse_credits(text: str, option: str) -> Decimal:
@@ -124,7 +129,7 @@ class RodinMagics(Magics):
         if args.ledger:
             return LedgerView(monitor.snapshot())
         if args.panel:
-            from .panel import BalancePanel
+            from rodin_jupyter.widgets.panel import BalancePanel
 
             panel = BalancePanel()
             from IPython.display import display

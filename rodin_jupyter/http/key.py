@@ -11,7 +11,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 
-from .errors import MissingKeyError
+from rodin_jupyter.errors import MissingKeyError
 
 KEY_VARIABLES = ("RODIN_API_KEY", "HYPER3D_API_KEY")
 

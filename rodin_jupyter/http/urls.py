@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from .errors import InsecureURLError
+from rodin_jupyter.errors import InsecureURLError
 
 DEFAULT_BASE_URL = "https://api.hyper3d.com/api/v2"
 BASE_VARIABLE = "RODIN_API_BASE"

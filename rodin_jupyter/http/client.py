@@ -21,9 +21,8 @@ from urllib.parse import urljoin
 import requests
 import requests.auth
 
-from ._version import __version__
-from .deadline import DeadlineAdapter, Watchdog
-from .errors import (
+from rodin_jupyter._version import __version__
+from rodin_jupyter.errors import (
     BadResponseError,
     KeyRefusedError,
     RateLimitedError,
@@ -32,11 +31,12 @@ from .errors import (
     RodinTimeoutError,
     ServiceError,
 )
-from .parsing import parse_balance
-from .secret import ApiKey, resolve_key
-from .urls import host_of, resolve_base_url
+from rodin_jupyter.http.answers import parse_balance
+from rodin_jupyter.http.deadline import DeadlineAdapter, Watchdog
+from rodin_jupyter.http.key import ApiKey, resolve_key
+from rodin_jupyter.http.urls import host_of, resolve_base_url
 
-log = logging.getLogger("rodin_jupyter.client")
+log = logging.getLogger("rodin_jupyter.http.client")
 
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0

@@ -16,7 +16,7 @@ How it stays cheap and safe:
   executing* (``%time``, ``%%time``, ``%timeit``, a nested ``run_cell``) are recognised from
   the call stack and skipped when that execution was already checked.
 
-No HTTP here: balances are read only via :func:`rodin_jupyter.monitor.get_monitor`.
+No HTTP here: balances are read only via :func:`rodin_jupyter.balance.monitor.get_monitor`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ from typing import Any
 
 from IPython.core.error import InputRejected
 
-from .cell_analysis import (
+from rodin_jupyter.balance.monitor import LedgerEntry, format_credits, get_monitor
+from rodin_jupyter.balance.settings import settings
+from rodin_jupyter.errors import PricingError, RodinError
+from rodin_jupyter.guard.cell_analysis import (
     _GATE_RE,
     CellAnalyzer,
     FunctionInfo,
@@ -44,18 +47,15 @@ from .cell_analysis import (
     is_recovery_cell,
     learn_namespace,
 )
-from .cell_errors import OneLineError
-from .client import BalanceReading
-from .errors import PricingError, RodinError
-from .monitor import LedgerEntry, format_credits, get_monitor
-from .pricing import (
+from rodin_jupyter.guard.pricing import (
     PriceTable,
     estimate_cost,
     load_prices,
 )
-from .settings import settings
+from rodin_jupyter.http.client import BalanceReading
+from rodin_jupyter.ipython.cell_errors import OneLineError
 
-log = logging.getLogger("rodin_jupyter.guard")
+log = logging.getLogger("rodin_jupyter.ipython.cell_guard")
 
 class GuardBlocked(OneLineError, InputRejected):
     """The guard stopped a cell: shown as one line, and "Run All" stops here."""

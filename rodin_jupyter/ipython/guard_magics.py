@@ -11,19 +11,19 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Dict, Enum, Float, List, TraitError, Unicode, observe, validate
 
-from .cell_analysis import CellAnalyzer
-from .cell_errors import CellStopped
-from .errors import PricingError
-from .guard import (
+from rodin_jupyter.balance.monitor import LedgerEntry, format_credits, get_monitor
+from rodin_jupyter.errors import PricingError
+from rodin_jupyter.guard.cell_analysis import CellAnalyzer
+from rodin_jupyter.guard.pricing import PriceTable, estimate_cost, load_prices
+from rodin_jupyter.ipython.cell_errors import CellStopped
+from rodin_jupyter.ipython.cell_guard import (
     AutoGuard,
     GuardBlocked,
     GuardConfig,
     estimate_sites,
     read_balance_for,
 )
-from .magics import parse_credits
-from .monitor import LedgerEntry, format_credits, get_monitor
-from .pricing import PriceTable, estimate_cost, load_prices
+from rodin_jupyter.ipython.magics import parse_credits
 
 
 class GuardedCellFailed(CellStopped):

@@ -12,8 +12,14 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from .monitor import BalanceState, LedgerEntry, Snapshot, describe_age, format_credits
-from .settings import settings
+from rodin_jupyter.balance.monitor import (
+    BalanceState,
+    LedgerEntry,
+    Snapshot,
+    describe_age,
+    format_credits,
+)
+from rodin_jupyter.balance.settings import settings
 
 STATE_COLOURS = {
     BalanceState.OK: "#1a7f37",
@@ -97,7 +103,7 @@ class Balance(Decimal):
         return Decimal(self)
 
     def _snapshot(self) -> Snapshot:
-        from .monitor import get_monitor
+        from rodin_jupyter.balance.monitor import get_monitor
 
         checked = None
         if self.checked_at is not None:

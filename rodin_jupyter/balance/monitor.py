@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from .client import BalanceReading, RodinClient
-from .errors import RodinError
+from rodin_jupyter.errors import RodinError
+from rodin_jupyter.http.client import BalanceReading, RodinClient
 
-log = logging.getLogger("rodin_jupyter.monitor")
+log = logging.getLogger("rodin_jupyter.balance.monitor")
 
 ZERO = Decimal(0)
 

@@ -3,7 +3,7 @@
 Pure analysis of an ``ast.Module`` (and, when a name leads there, of objects in the user's
 namespace): which calls reach ``/rodin``, ``/rodin_texture_only`` or ``/bang``, how often,
 and with which literal ``tier`` / ``addons`` / ``texture_mode``. No IPython hooks and no
-HTTP: :mod:`rodin_jupyter.guard` decides what to do with the answer.
+HTTP: :mod:`rodin_jupyter.ipython.cell_guard` decides what to do with the answer.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PricingError
-from .pricing import (
+from rodin_jupyter.errors import PricingError
+from rodin_jupyter.guard.pricing import (
     GENERATION_ENDPOINTS,
     parse_addons,
 )
 
-log = logging.getLogger("rodin_jupyter.guard")
+log = logging.getLogger("rodin_jupyter.ipython.cell_guard")
 
 KEYS = ("tier", "addons", "texture_mode")
 """Request fields that change a generation's price."""

@@ -1,0 +1,1 @@
+"""What a generation costs and whether it may be sent: prices and the decision."""

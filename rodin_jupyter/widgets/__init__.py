@@ -1,0 +1,1 @@
+"""The widget face, the only importer of ipywidgets: the balance panel."""
