@@ -175,3 +175,28 @@ def estimate_cost(
     if texture_mode:
         cost += table.texture_modes.get(texture_mode.strip().lower(), Decimal(0))
     return cost * count
+
+
+def price_request(
+    endpoint: str,
+    fields: Mapping[str, str | Iterable[str]],
+    prices: PriceTable | None = None,
+) -> Decimal:
+    """Credits one billable request costs, from the fields it actually sends.
+
+    ``fields`` is the request's form (or JSON) fields by name; a repeated field is a list.
+    Unknown or unreadable price-relevant values raise PricingError (never a guess): this is
+    what the send-time guard charges against the balance and what the ledger records.
+    """
+
+    def single(name: str) -> str | None:
+        value = fields.get(name)
+        if value is None or isinstance(value, str):
+            return value
+        values = list(value)
+        if len(values) > 1:
+            raise PricingError(f"The field {name!r} is sent {len(values)} times; send it once.")
+        return values[0] if values else None
+
+    return estimate_cost(tier=single("tier"), addons=single("addons"),
+                         texture_mode=single("texture_mode"), endpoint=endpoint, prices=prices)
