@@ -19,7 +19,12 @@ import pytest
 from rodin_jupyter.balance.monitor import get_monitor
 from rodin_jupyter.errors import PricingError
 from rodin_jupyter.guard.cell_analysis import CellAnalyzer, endpoints_in_text, is_recovery_cell
-from rodin_jupyter.guard.pricing import PriceTable, estimate_cost, load_prices
+from rodin_jupyter.guard.pricing import (
+    FIELD_REPORT_PRICES,
+    PriceTable,
+    estimate_cost,
+    load_prices,
+)
 from rodin_jupyter.ipython.cell_guard import AutoGuard, GuardBlocked, estimate_sites
 from rodin_jupyter.ipython.guard_magics import GuardedCellFailed, RodinGuard
 from rodin_jupyter.sandbox import Sandbox
@@ -486,7 +491,7 @@ def analyze(code: str, namespace: dict[str, Any] | None = None,
      '"addons": (None, \'["HighPack"]\')})', "2", 1),
     # data= dict with strings, texture_mode
     ('requests.post(B + "/rodin", data={"tier": "Gen-2.5-High", "addons": \'["HighPack"]\', '
-     '"texture_mode": "extreme-high"})', "3.5", 1),
+     '"texture_mode": "extreme-high"})', "1.5", 1),  # texture modes: +0 unless opted in
     # files= as a list of pairs; the form built on an earlier line
     ('form = [("prompt", (None, "x")), ("tier", (None, "Gen-2.5-Extreme-High"))]\n'
      'r = requests.post("{}/rodin".format(B), files=form)', "1", 1),
@@ -585,7 +590,9 @@ def test_configured_function_via_config(
 
 
 def test_estimate_cost_and_price_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert estimate_cost("Gen-2.5-Extreme-High", '["HighPack"]', "extreme-high") == D("4.0")
+    assert estimate_cost("Gen-2.5-Extreme-High", '["HighPack"]', "extreme-high") == D("2.0")
+    assert estimate_cost("Gen-2.5-Extreme-High", '["HighPack"]', "extreme-high",
+                         prices=load_prices(FIELD_REPORT_PRICES)) == D("4.0")
     assert estimate_cost(endpoint="/bang", count=3) == D("1.5")
     with pytest.raises(PricingError, match="Unknown Rodin tier"):
         estimate_cost("Gen-7")

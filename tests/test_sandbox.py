@@ -89,14 +89,14 @@ def test_loopback_only() -> None:
         ({"tier": "Gen-2.5-Extreme-High"}, "1.0"),
         ({"tier": "Regular", "addons": '["HighPack"]'}, "1.5"),
         ({"tier": "Detail", "addons": "HighPack"}, "1.5"),
-        ({"tier": "Gen-2.5-High", "texture_mode": "extreme-high"}, "2.5"),
+        ({"tier": "Gen-2.5-High", "texture_mode": "extreme-high"}, "0.5"),  # docs: +0
         (
             {
                 "tier": "Gen-2.5-Extreme-High",
                 "addons": '["HighPack"]',
                 "texture_mode": "extreme-high",
             },
-            "4.0",
+            "2.0",
         ),
     ],
 )

@@ -2,7 +2,11 @@
 
 Prices change; the table is data (``DEFAULT_PRICES``), overridable from a JSON file
 (``RODIN_PRICES_FILE``) or ``%config RodinGuard.prices``. Unknown tiers and addons are
-errors: a guess could let a costly cell through.
+errors: a guess could let a costly cell through. The sandbox charges with this same table
+(through :func:`price_request`), so the estimate and the dry run never disagree on a spelling.
+
+Sources (see /work/shared/RODIN_API.md, "Prices"): "docs" = Hyper3D's public API pricing
+page (English and Chinese); "field" = a report from a public client, not the docs.
 """
 
 from __future__ import annotations
@@ -19,16 +23,34 @@ from rodin_jupyter.errors import PricingError
 
 DEFAULT_PRICES: dict[str, Any] = {
     "tiers": {
+        # docs: Gen-1 / Gen-1.5 tiers, 0.5 each
         "Sketch": "0.5", "Regular": "0.5", "Detail": "0.5", "Smooth": "0.5",
+        # docs: Gen-2, 0.5
         "Gen-2": "0.5",
+        # docs: Gen-2.5 tiers, 0.5 each except Extreme-High
         "Gen-2.5-Extreme-Low": "0.5", "Gen-2.5-Low": "0.5", "Gen-2.5-Medium": "0.5",
-        "Gen-2.5-High": "0.5", "Gen-2.5-Extreme-High": "1.0",
+        "Gen-2.5-High": "0.5",
+        # docs: Gen-2.5-Extreme-High, 1.0
+        "Gen-2.5-Extreme-High": "1.0",
     },
+    # docs: addon HighPack (4K textures, high-poly), +1.0; with mesh_mode=Raw the docs fix
+    # addons to none, so that combination is refused (see price_request), not guessed.
     "addons": {"HighPack": "1.0"},
-    "texture_modes": {"extreme-high": "2.0"},
+    # docs: "no additional fees for parameters, only addons" (two transcriptions), so no
+    # texture mode costs extra by default. FIELD_REPORT_PRICES holds the one field report
+    # (extreme-high +2.0) as an override a user can switch on.
+    "texture_modes": {},
+    # docs: rodin_texture_only and bang, 0.5 each (resolution=High: stated nowhere)
     "endpoints": {"rodin_texture_only": "0.5", "bang": "0.5"},
+    # docs: a request with no tier falls back to Gen-1 Regular
     "default_tier": "Regular",
 }
+FIELD_REPORT_PRICES: dict[str, Any] = {
+    # field: one public client's report that texture_mode=extreme-high (Gen-2.5) costs +2.0;
+    # switch it on with %config RodinGuard.prices = FIELD_REPORT_PRICES (or a prices file).
+    "texture_modes": {"extreme-high": "2.0"},
+}
+RAW_MESH_MODE = "Raw"
 PRICES_FILE_VARIABLE = "RODIN_PRICES_FILE"
 GENERATION_ENDPOINTS = ("rodin", "rodin_texture_only", "bang")
 
@@ -150,8 +172,12 @@ def estimate_cost(
     endpoint: str = "rodin",
     count: int = 1,
     prices: PriceTable | None = None,
+    mesh_mode: str | None = None,
 ) -> Decimal:
     """Credits that ``count`` generations with these settings will take, before sending any.
+
+    An addon with ``mesh_mode="Raw"`` is a PricingError: the docs fix addons to none there,
+    and neither +0 (the service might bill it) nor +1 (it might not) is a safe guess.
 
     >>> estimate_cost("Gen-2.5-Extreme-High", addons='["HighPack"]')
     Decimal('2.0')
@@ -166,14 +192,20 @@ def estimate_cost(
         raise PricingError(f"Unknown Rodin endpoint {endpoint!r}; expected one of "
                            f"{', '.join(GENERATION_ENDPOINTS)}.")
     cost = table.tiers[table.canonical_tier(tier or table.default_tier)]
-    for addon in parse_addons(addons):
+    names = parse_addons(addons)
+    if names and mesh_mode is not None and mesh_mode.strip() == RAW_MESH_MODE:
+        raise PricingError(f"Addons ({', '.join(names)}) do not apply with mesh_mode=Raw (the "
+                           "docs fix them to none): drop the addons or use mesh_mode=Quad.")
+    for addon in names:
         match = next((a for a in table.addons if a.lower() == addon.lower()), None)
         if match is None:
             raise PricingError(f"Unknown Rodin addon {addon!r}; known addons: "
                                f"{', '.join(table.addons)}.")
         cost += table.addons[match]
     if texture_mode:
-        cost += table.texture_modes.get(texture_mode.strip().lower(), Decimal(0))
+        wanted = texture_mode.strip().lower()
+        cost += next((v for k, v in table.texture_modes.items() if k.lower() == wanted),
+                     Decimal(0))
     return cost * count
 
 
@@ -199,4 +231,5 @@ def price_request(
         return values[0] if values else None
 
     return estimate_cost(tier=single("tier"), addons=single("addons"),
-                         texture_mode=single("texture_mode"), endpoint=endpoint, prices=prices)
+                         texture_mode=single("texture_mode"), endpoint=endpoint, prices=prices,
+                         mesh_mode=single("mesh_mode"))

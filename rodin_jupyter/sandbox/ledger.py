@@ -1,38 +1,21 @@
-"""Thread-safe credit ledger and the sandbox's own price table.
+"""Thread-safe credit ledger, and what the sandbox charges for one call.
 
-The price logic lives here (not in the package's estimator) on purpose: the sandbox plays the
-role of the real service, so it must not share code with the client-side estimate it checks.
+The sandbox charges with the package's own price table (``price_request``): one table, so
+every spelling the estimator prices the sandbox accepts and charges the same, and a user's
+override (prices file, ``Sandbox(prices=...)``) changes both. What the sandbox adds is the
+service's behaviour around it: which encodings it refuses and how.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-# Credits per call, following RODIN_API.md's price table.
-TIER_CREDITS: dict[str, Decimal] = {
-    "Sketch": Decimal("0.5"),
-    "Regular": Decimal("0.5"),
-    "Detail": Decimal("0.5"),
-    "Smooth": Decimal("0.5"),
-    "Gen-2": Decimal("0.5"),
-    "Gen-2.5-Extreme-Low": Decimal("0.5"),
-    "Gen-2.5-Low": Decimal("0.5"),
-    "Gen-2.5-Medium": Decimal("0.5"),
-    "Gen-2.5-High": Decimal("0.5"),
-    "Gen-2.5-Extreme-High": Decimal("1.0"),
-}
-DEFAULT_TIER = "Regular"
-ADDON_CREDITS: dict[str, Decimal] = {"HighPack": Decimal("1.0")}
-TEXTURE_MODE_CREDITS: dict[str, Decimal] = {"extreme-high": Decimal("2.0")}
-FLAT_CREDITS: dict[str, Decimal] = {
-    "/rodin_texture_only": Decimal("0.5"),
-    "/bang": Decimal("0.5"),
-}
+from rodin_jupyter.errors import PricingError
+from rodin_jupyter.guard.pricing import PriceTable, price_request
 
 Fields = Mapping[str, Sequence[object]]
 
@@ -47,69 +30,24 @@ class SandboxRequestError(Exception):
         self.message = message
 
 
-def _single(fields: Fields, name: str) -> object | None:
-    """Return a field's only value; None when absent. Repeated fields are the caller's issue."""
-    values = fields.get(name)
-    if not values:
-        return None
-    return values[0]
+def sandbox_price(endpoint: str, fields: Fields, prices: PriceTable | None = None) -> Decimal:
+    """Credits the sandbox charges for one billable call, or SandboxRequestError if invalid.
 
-
-def _parse_addons(fields: Fields) -> list[str]:
-    """Decode ``addons`` the way the service does: one JSON-string array (or a bare name).
-
-    A real array (repeated form fields, or a JSON list in a JSON body) makes the service
-    answer 500, which looks retryable but is not; the sandbox copies that on purpose.
+    ``addons`` sent as a real array (repeated form fields, or a JSON list in a JSON body)
+    makes the service answer 500, which looks retryable but is not; the sandbox copies that.
     """
-    values = fields.get("addons")
-    if not values:
-        return []
-    if len(values) > 1 or not isinstance(values[0], str):
+    addons = fields.get("addons") or []
+    if len(addons) > 1 or (addons and not isinstance(addons[0], str)):
         raise SandboxRequestError(
             500,
             "INTERNAL_SERVER_ERROR",
             "Internal Server Error (addons must be sent as one JSON string, e.g. '[\"HighPack\"]')",
         )
-    raw = values[0].strip()
-    if not raw:
-        return []
+    text = {name: [v for v in values if isinstance(v, str)] for name, values in fields.items()}
     try:
-        decoded: object = json.loads(raw)
-    except ValueError:
-        decoded = raw  # a bare name such as "HighPack"
-    if isinstance(decoded, str):
-        decoded = [decoded]
-    if not isinstance(decoded, list) or not all(isinstance(a, str) for a in decoded):
-        raise SandboxRequestError(
-            400, "API_INVALID_REQUEST", "addons must be a JSON array of addon names"
-        )
-    return [a for a in decoded if isinstance(a, str)]
-
-
-def sandbox_price(endpoint: str, fields: Fields) -> Decimal:
-    """Credits the sandbox charges for one billable call, or SandboxRequestError if invalid."""
-    if endpoint in FLAT_CREDITS:
-        return FLAT_CREDITS[endpoint]
-    if endpoint != "/rodin":
-        raise SandboxRequestError(400, "API_INVALID_REQUEST", f"{endpoint} is not billable")
-    tier = _single(fields, "tier")
-    if tier is None or tier == "":
-        tier = DEFAULT_TIER
-    if not isinstance(tier, str) or tier not in TIER_CREDITS:
-        raise SandboxRequestError(
-            400,
-            "API_INVALID_REQUEST",
-            f"Unknown tier {str(tier)[:40]!r}; expected one of {', '.join(TIER_CREDITS)}",
-        )
-    credits = TIER_CREDITS[tier]
-    for addon in _parse_addons(fields):
-        if addon not in ADDON_CREDITS:
-            raise SandboxRequestError(400, "API_INVALID_REQUEST", f"Unknown addon {addon[:40]!r}")
-        credits += ADDON_CREDITS[addon]
-    texture_mode = _single(fields, "texture_mode")
-    if isinstance(texture_mode, str):
-        credits += TEXTURE_MODE_CREDITS.get(texture_mode.strip().lower(), Decimal(0))
-    return credits
+        return price_request(endpoint, text, prices)
+    except PricingError as exc:
+        raise SandboxRequestError(400, "API_INVALID_REQUEST", str(exc)[:300]) from None
 
 
 def to_credits(value: str | int | float | Decimal) -> Decimal:

@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, cast
 from urllib.parse import urlsplit
 
+from rodin_jupyter.guard.pricing import PriceTable, load_prices
+
 from .forms import ParsedBody, parse_body
 from .glb import triangle_glb
 from .ledger import (
@@ -290,6 +292,7 @@ class Sandbox:
         host: str = "127.0.0.1",
         port: int = 0,
         job_seconds: float = 0.6,
+        prices: PriceTable | Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(api_key, str) or not api_key or any(c.isspace() for c in api_key):
             raise ValueError("api_key must be a non-empty string without whitespace")
@@ -300,6 +303,7 @@ class Sandbox:
         self._api_key = api_key
         self.job_seconds = float(job_seconds)
         self._ledger = Ledger(balance)
+        self.prices = prices if isinstance(prices, PriceTable) else load_prices(prices)
         self._lock = threading.Lock()
         self._requests: list[RequestRecord] = []
         self._faults: list[_Fault] = []
@@ -531,7 +535,7 @@ class Sandbox:
             raise SandboxRequestError(
                 400, "API_INVALID_REQUEST", "either a prompt or images are required"
             )
-        price = sandbox_price(endpoint, parsed.fields)
+        price = sandbox_price(endpoint, parsed.fields, self.prices)
         task_uuid = str(uuid.uuid4())
         if self._ledger.try_charge(task_uuid, endpoint, price) is None:
             return _json(

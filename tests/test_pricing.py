@@ -1,0 +1,29 @@
+"""The price table follows the published facts; the field report is an opt-in override."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from rodin_jupyter.errors import PricingError
+from rodin_jupyter.guard.pricing import (
+    FIELD_REPORT_PRICES,
+    load_prices,
+    price_request,
+)
+
+
+def test_texture_mode_costs_nothing_unless_the_field_report_is_switched_on() -> None:
+    fields = {"tier": "Gen-2.5-High", "texture_mode": "extreme-high"}
+    assert price_request("rodin", fields) == D("0.5")
+    assert price_request("rodin", fields, load_prices(FIELD_REPORT_PRICES)) == D("2.5")
+    assert price_request("rodin", {**fields, "texture_mode": "Extreme-High"},
+                         load_prices(FIELD_REPORT_PRICES)) == D("2.5")
+
+
+def test_addons_with_raw_mesh_mode_are_refused_not_guessed() -> None:
+    with pytest.raises(PricingError, match="mesh_mode=Raw"):
+        price_request("rodin", {"tier": "Regular", "addons": '["HighPack"]', "mesh_mode": "Raw"})
+    assert price_request("rodin", {"tier": "Regular", "mesh_mode": "Raw"}) == D("0.5")
+    assert price_request("rodin", {"addons": '["HighPack"]', "mesh_mode": "Quad"}) == D("1.5")
