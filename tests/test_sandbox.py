@@ -57,7 +57,7 @@ def test_wrong_or_missing_key_is_401_and_not_stored(sb: Sandbox) -> None:
     for headers in (_auth(FAKE_WRONG_KEY), {}, {"Authorization": SANDBOX_KEY}):
         r = requests.get(sb.base_url + "/check_balance", headers=headers, timeout=5)
         assert r.status_code == 401
-        assert r.json() == {"error": "Not authenticated"}
+        assert r.json() == {"error": "UNAUTHORIZED", "message": "Active API key is required."}
     r = requests.post(
         sb.base_url + "/rodin",
         headers=_auth(FAKE_WRONG_KEY),
@@ -114,8 +114,11 @@ def test_generation_charges_price_table(sb: Sandbox, fields: dict[str, str], exp
 
 
 def test_texture_only_bang_and_other_encodings(sb: Sandbox) -> None:
-    assert _rodin(sb, endpoint="/rodin_texture_only").json()["consumed"] == 0.5
-    assert _rodin(sb, endpoint="/bang").json()["consumed"] == 0.5
+    texture = requests.post(sb.base_url + "/rodin_texture_only", headers=_auth(), timeout=5,
+                            files={"image": ("a.png", b"png"), "model": ("m.glb", b"glb")})
+    assert texture.json()["consumed"] == 0.5
+    assert _rodin(sb, endpoint="/bang", asset_id="a1", strength="4").json()["consumed"] == 0.5
+    # /rodin is multipart only: urlencoded and JSON bodies are refused and cost nothing
     urlenc = requests.post(
         sb.base_url + "/rodin", headers=_auth(), data={"prompt": "x", "tier": "Gen-2"}, timeout=5
     )
@@ -125,8 +128,9 @@ def test_texture_only_bang_and_other_encodings(sb: Sandbox) -> None:
         json={"prompt": "x", "addons": '["HighPack"]'},
         timeout=5,
     )
-    assert urlenc.json()["consumed"] == 0.5 and as_json.json()["consumed"] == 1.5
-    assert sb.balance == Decimal("7")  # 10 - 0.5 - 0.5 - 0.5 - 1.5
+    assert urlenc.status_code == as_json.status_code == 400
+    assert urlenc.json()["error"] == as_json.json()["error"] == "API_INVALID_REQUEST"
+    assert sb.balance == Decimal("9")  # 10 - 0.5 - 0.5
     upload: dict[str, tuple[str | None, bytes]] = {
         "images": ("a.png", b"\x89PNG\r\n\x1a\n\x00binary"),
         "tier": (None, b"Sketch"),
@@ -147,9 +151,10 @@ def test_invalid_requests_do_not_charge(sb: Sandbox) -> None:
     )
     assert r.status_code == 500
     r = requests.post(
-        sb.base_url + "/rodin",
+        sb.base_url + "/bang",
         headers=_auth(),
-        json={"prompt": "x", "addons": ["HighPack"]},
+        files=[("asset_id", (None, "a")), ("strength", (None, "3")),
+               ("addons", (None, "HighPack")), ("addons", (None, "HighPack"))],
         timeout=5,
     )
     assert r.status_code == 500
@@ -168,7 +173,7 @@ def test_insufficient_funds_is_201_with_error_and_no_charge(sb: Sandbox) -> None
     assert r.status_code == 201
     assert r.json()["error"] == "API_INSUFFICIENT_FUNDS"
     assert r.json()["message"] == "The fund in your wallet is insufficient."
-    assert not r.json()["uuid"]
+    assert set(r.json()) == {"error", "message"}  # no uuid/jobs keys, not even null
     assert sb.charges == [] and sb.balance == Decimal("0.9")
     assert _rodin(sb, tier="Sketch").json()["error"] is None
     assert sb.balance == Decimal("0.4")
@@ -183,17 +188,17 @@ def test_status_progression_and_download(sb: Sandbox) -> None:
         r = requests.post(
             sb.base_url + "/status", headers=_auth(), json={"subscription_key": key}, timeout=5
         )
-        assert r.status_code == 200 and r.json()["error"] is None
+        assert r.status_code == 200 and "error" not in r.json()
         status = r.json()["jobs"][0]["status"]
         if not seen or seen[-1] != status:
             seen.append(status)
         if status == "Done":
             break
-        if status == "Waiting":  # download is refused before Done
+        if status == "Waiting":  # an early download: an incomplete (here empty) list
             early = requests.post(
                 sb.base_url + "/download", headers=_auth(), json={"task_uuid": task}, timeout=5
             )
-            assert early.json()["error"] and early.json()["list"] == []
+            assert early.json() == {"error": "OK", "list": []}
         time.sleep(0.03)
     assert seen == ["Waiting", "Generating", "Done"]
 
@@ -205,9 +210,11 @@ def test_status_progression_and_download(sb: Sandbox) -> None:
     listing = requests.post(
         sb.base_url + "/download", headers=_auth(), json={"task_uuid": task}, timeout=5
     ).json()
-    assert listing["error"] is None
-    [item] = listing["list"]
-    assert item["name"] == "model.glb" and item["url"].endswith(f"/files/{task}/model.glb")
+    assert listing["error"] == "OK"
+    item, preview = listing["list"]
+    assert item["name"] == "model.glb" and item["url"].endswith("/model.glb")
+    assert item["url"].startswith(f"{sb.origin}/files/{task}/")
+    assert preview["name"] == "preview.webp"
     glb = requests.get(item["url"], timeout=5)  # presigned-style URL: no key sent
     assert glb.status_code == 200 and glb.headers["Content-Type"] == "model/gltf-binary"
     assert glb.content == triangle_glb()

@@ -29,5 +29,21 @@ class Settings:
     cache_ttl: float = 30.0
     """How old a reading ``%rodin_balance --cached`` may reuse, in seconds."""
 
+    balance_scale: Decimal = Decimal(1)
+    """How many ``check_balance`` units make one credit: 1 (credits, as documented) or 10 if
+    the service reports tenths (a 0.5-credit generation then drops the reading by 5)."""
+
 
 settings = Settings()
+
+
+def balance_in_credits(reading: Decimal, scale: Decimal | None = None) -> Decimal:
+    """The one place a ``check_balance`` number becomes credits (``settings.balance_scale``).
+
+    A non-positive or non-finite scale is refused here too: dividing by it would invent money.
+    """
+    factor = settings.balance_scale if scale is None else scale
+    if not factor.is_finite() or factor <= 0:
+        raise ValueError(f"balance_scale must be a positive number, not {factor}.")
+    return reading if factor == 1 else reading / factor
+

@@ -22,6 +22,7 @@ import requests
 import requests.auth
 
 from rodin_jupyter._version import __version__
+from rodin_jupyter.balance.settings import balance_in_credits
 from rodin_jupyter.errors import (
     BadResponseError,
     KeyRefusedError,
@@ -203,7 +204,7 @@ class RodinClient:
             remaining = self.deadline - (time.monotonic() - start)
             try:
                 body = self._get(url, remaining, start)
-                balance = parse_balance(body)
+                balance = balance_in_credits(parse_balance(body))  # the unit: balance_scale
                 log.debug("balance read from %s: %s", host_of(url), balance)
                 return BalanceReading(balance, datetime.now(timezone.utc))
             except BadResponseError as exc:  # say what to do, not only what was wrong

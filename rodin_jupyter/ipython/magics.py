@@ -61,6 +61,9 @@ class RodinMagics(Magics):
     cache_ttl = Float(settings.cache_ttl,
                       help="Seconds a reading stays fresh for %rodin_balance --cached.").tag(
         config=True)
+    balance_scale = Float(float(settings.balance_scale),
+                          help="check_balance units per credit: 1 (credits, documented) or 10 "
+                               "(tenths: a 0.5-credit generation drops it by 5).").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -68,6 +71,13 @@ class RodinMagics(Magics):
         self._configure_client()
 
     # -- settings ----------------------------------------------------------------------
+
+    @validate("balance_scale")
+    def _positive_scale(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not 0 < value < float("inf"):
+            raise TraitError("RodinMagics.balance_scale must be a positive number (1 or 10).")
+        return value
 
     @validate("connect_timeout", "read_timeout", "deadline")
     def _positive_seconds(self, proposal: Any) -> float:
@@ -80,7 +90,7 @@ class RodinMagics(Magics):
     def _settings_changed(self, change: Any) -> None:
         self._push_settings()
 
-    @observe("base_url", "connect_timeout", "read_timeout", "deadline")
+    @observe("base_url", "connect_timeout", "read_timeout", "deadline", "balance_scale")
     def _client_changed(self, change: Any) -> None:
         self._configure_client()
 
@@ -94,13 +104,14 @@ class RodinMagics(Magics):
         base = self.base_url or None
         connect, read = self.connect_timeout, min(self.read_timeout, DEFAULT_READ_TIMEOUT)
         deadline = self.deadline
+        settings.balance_scale = Decimal(str(self.balance_scale))  # a new unit: fresh readings
 
         def factory() -> RodinClient:
             return RodinClient(base_url=base, connect_timeout=connect, read_timeout=read,
                                deadline=deadline)
 
         get_monitor().configure(factory, identity=(base, connect, read, deadline,
-                                                   key_fingerprint()))
+                                                   key_fingerprint(), settings.balance_scale))
 
     # -- %rodin_balance ----------------------------------------------------------------
 

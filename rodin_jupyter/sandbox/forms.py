@@ -20,12 +20,22 @@ class UploadedFile:
     size: int
 
 
+MULTIPART = "multipart/form-data"
+URLENCODED = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
 @dataclass
 class ParsedBody:
-    """Fields as name -> list of values (repeats kept, as the price rules need them)."""
+    """Fields as name -> list of values (repeats kept, as the price rules need them).
+
+    ``kind`` is how the body was encoded (MULTIPART, URLENCODED, JSON; "" for no body):
+    the generation endpoints take multipart only.
+    """
 
     fields: dict[str, list[object]] = field(default_factory=dict)
     files: dict[str, list[UploadedFile]] = field(default_factory=dict)
+    kind: str = ""
 
 
 def _header_params(value: str) -> email.message.Message:
@@ -41,7 +51,7 @@ def _bad(message: str) -> SandboxRequestError:
 
 def _parse_multipart(body: bytes, boundary: str) -> ParsedBody:
     """Split a multipart/form-data body by hand; exact bytes, no line-ending rewriting."""
-    result = ParsedBody()
+    result = ParsedBody(kind=MULTIPART)
     delimiter = b"--" + boundary.encode("latin-1")
     segments = body.split(delimiter)
     if len(segments) < 2:
@@ -87,23 +97,23 @@ def parse_body(content_type: str | None, body: bytes) -> ParsedBody:
         return ParsedBody()
     params = _header_params(content_type or "application/octet-stream")
     kind = params.get_content_type()
-    if kind == "multipart/form-data":
+    if kind == MULTIPART:
         boundary = params.get_param("boundary")
         if not isinstance(boundary, str) or not boundary:
             raise _bad("multipart/form-data without a boundary")
         return _parse_multipart(body, boundary)
-    if kind == "application/x-www-form-urlencoded":
+    if kind == URLENCODED:
         try:
             pairs = urllib.parse.parse_qs(
                 body.decode("utf-8"), keep_blank_values=True, strict_parsing=False
             )
         except UnicodeDecodeError as exc:
             raise _bad("form body is not UTF-8") from exc
-        return ParsedBody(fields={k: list(v) for k, v in pairs.items()})
+        return ParsedBody(fields={k: list(v) for k, v in pairs.items()}, kind=URLENCODED)
     try:
         decoded: object = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _bad("request body is not valid JSON or form data") from exc
     if not isinstance(decoded, dict):
         raise _bad("JSON body must be an object")
-    return ParsedBody(fields={str(k): [v] for k, v in decoded.items()})
+    return ParsedBody(fields={str(k): [v] for k, v in decoded.items()}, kind=JSON)
