@@ -32,7 +32,8 @@ def _sandbox(args: argparse.Namespace) -> int:
     from rodin_jupyter.sandbox import Sandbox
 
     stop = threading.Event()
-    with Sandbox(balance=args.balance, host=args.host, port=args.port) as sb:
+    with Sandbox(balance=args.balance, host=args.host, port=args.port,
+                 balance_scale=args.balance_scale) as sb:
         print(f"Rodin sandbox on {sb.base_url} with {format_credits(sb.balance)} credits.")
         print("In another shell (a sandbox key, not a secret):")
         print(f"  export RODIN_API_BASE={sb.base_url}")
@@ -44,7 +45,8 @@ def _sandbox(args: argparse.Namespace) -> int:
                 pass
         except KeyboardInterrupt:
             pass
-    print("Sandbox stopped.")
+    print(f"Sandbox stopped. It would have cost {format_credits(sb.spent())} credits "
+          f"({len(sb.charges)} generations).")
     return 0
 
 
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     sandbox.add_argument("--balance", type=Decimal, default=Decimal(10),
                          help="starting credits (default: 10)")
+    sandbox.add_argument("--balance-scale", type=Decimal, default=Decimal(1), metavar="N",
+                         help="check_balance units per credit: 1 (default) or 10 (tenths)")
     sandbox.set_defaults(run=_sandbox)
 
     demo = commands.add_parser(

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from .answers import MESSAGES as ERROR_MESSAGES
 from .glb import triangle_glb
 from .ledger import ChargeRecord, Ledger, SandboxRequestError, sandbox_price
 from .server import SANDBOX_KEY, RequestRecord, Sandbox
+from .tasks import CANCELED, DONE, FAILED, GENERATING, WAITING
 
 __all__ = [
+    "CANCELED",
+    "DONE",
+    "ERROR_MESSAGES",
+    "FAILED",
+    "GENERATING",
     "SANDBOX_KEY",
+    "WAITING",
     "ChargeRecord",
     "Ledger",
     "RequestRecord",
