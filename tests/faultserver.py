@@ -413,6 +413,9 @@ def _gzip_bomb() -> Reply:
 FAULTS: tuple[Fault, ...] = (
     Fault("401", _replies(json_reply('{"error": "Not authenticated"}', 401)),
           KeyRefusedError, "refused (HTTP 401)"),
+    Fault("401-documented", _replies(json_reply(
+          '{"error": "UNAUTHORIZED", "message": "Active API key is required."}', 401)),
+          KeyRefusedError, "refused (HTTP 401)"),
     Fault("403", _replies(html_reply(403, "<h1>Forbidden</h1>")),
           KeyRefusedError, "refused (HTTP 403)"),
     Fault("404-html", _replies(html_reply(404, "<html><body>Not Found</body></html>")),
