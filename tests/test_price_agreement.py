@@ -8,7 +8,7 @@ HTTP; the sandbox's charge (``consumed``, its ledger and the balance drop) must 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal as D
 
 import pytest
@@ -26,7 +26,8 @@ DOC_HIGHPACK = D("1.0")
 DOC_FLAT = {"/rodin_texture_only": D("0.5"), "/bang": D("0.5")}
 NO_TIER_MEANS = "Regular"
 ADDON_SPELLINGS = [None, "", "[]", '["HighPack"]', "HighPack", '["highpack"]']
-FLAT_REQUESTS = {
+Parts = list[tuple[str, tuple[str | None, bytes | str]]]
+FLAT_REQUESTS: dict[str, Parts] = {
     "/rodin_texture_only": [("image", ("a.png", b"png")), ("model", ("m.glb", b"glb"))],
     "/bang": [("asset_id", (None, "asset-1")), ("strength", (None, "4"))],
 }
@@ -43,9 +44,8 @@ def sb() -> Iterator[Sandbox]:
         yield sandbox
 
 
-def send(sb: Sandbox, path: str, fields: dict[str, str | None],
-         extra: list[tuple[str, tuple[str | None, bytes | str]]] | None = None
-         ) -> requests.Response:
+def send(sb: Sandbox, path: str, fields: Mapping[str, str | None],
+         extra: Parts | None = None) -> requests.Response:
     files = [(k, (None, v)) for k, v in fields.items() if v is not None]
     return requests.post(sb.base_url + path, headers=AUTH, files=[*files, *(extra or [])],
                          timeout=10)

@@ -130,7 +130,7 @@ ACCEPTED_RODIN: list[dict[str, str]] = [
 
 @pytest.mark.parametrize("fields", ACCEPTED_RODIN, ids=str)
 def test_rodin_accepts_documented_values(sb: Sandbox, fields: dict[str, str]) -> None:
-    body = submit(sb, **fields)
+    body = submit(sb, "/rodin", (), **fields)
     assert set(body) == {"error", "message", "uuid", "jobs", "consumed"}
     assert body["error"] is None and body["uuid"]
     assert set(body["jobs"]) == {"uuids", "subscription_key"} and body["jobs"]["subscription_key"]
