@@ -45,8 +45,9 @@ def _sandbox(args: argparse.Namespace) -> int:
                 pass
         except KeyboardInterrupt:
             pass
+    count = len(sb.charges)
     print(f"Sandbox stopped. It would have cost {format_credits(sb.spent())} credits "
-          f"({len(sb.charges)} generations).")
+          f"({count} generation{'' if count == 1 else 's'}).")
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal as D
 from typing import Any
@@ -14,7 +17,7 @@ from rodin_jupyter.http.client import RodinClient
 from rodin_jupyter.ipython.magics import RodinMagics
 from rodin_jupyter.sandbox import Sandbox
 
-from .conftest import FAKE_KEY, run_cell
+from .conftest import FAKE_KEY, environ_without_keys, run_cell
 
 
 @pytest.fixture
@@ -80,3 +83,28 @@ def test_config_rodinmagics_balance_scale(ip: Any, monkeypatch: pytest.MonkeyPat
         assert ip.user_ns["right"] == D("3.5")
         run_cell(ip, "%config RodinMagics.balance_scale = 0")  # refused by the trait, logged
         assert settings.balance_scale == D(10)
+
+
+def test_sandbox_command_serves_tenths_and_says_what_it_would_have_cost() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "rodin_jupyter", "sandbox", "--balance", "3",
+                             "--balance-scale", "10"],
+                            stdout=subprocess.PIPE, text=True, env=environ_without_keys())
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(4)]
+        exports = dict(line.strip().removeprefix("export ").split("=", 1)
+                       for line in lines if "export " in line)
+        headers = {"Authorization": f"Bearer {exports['RODIN_API_KEY']}"}
+        base = exports["RODIN_API_BASE"]
+        assert requests.get(f"{base}/check_balance", headers=headers,
+                            timeout=10).json() == {"balance": 30}
+        r = requests.post(f"{base}/rodin", headers=headers, files={"prompt": (None, "x")},
+                          timeout=10)
+        assert r.status_code == 201
+        assert requests.get(f"{base}/check_balance", headers=headers,
+                            timeout=10).json() == {"balance": 25}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "It would have cost 0.5 credits (1 generation)." in rest
