@@ -1,38 +1,51 @@
-"""The balance panel against the sandbox over real HTTP: state, sharing, threads, fallbacks."""
+"""The balance view and panel: pure view logic, a panel over a fake client, then real HTTP.
+
+Most tests give the monitor a client factory that returns an in-process fake (the seam
+the monitor has for that), so they need no socket; the last section keeps the real
+sandbox, the real IPython shell and a real kernel.
+"""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rodin_jupyter.balance.monitor import BalanceMonitor, Snapshot
+from rodin_jupyter.balance.monitor import BalanceMonitor, LedgerEntry, Snapshot
 from rodin_jupyter.balance.settings import settings
+from rodin_jupyter.balance.text import LedgerView, view_html, view_text
+from rodin_jupyter.balance.view import balance_view, one_line, spent_here
+from rodin_jupyter.errors import RodinError
+from rodin_jupyter.http.client import BalanceReading
+from rodin_jupyter.ipython.cell_errors import one_line_message
 from rodin_jupyter.sandbox import Sandbox
-from rodin_jupyter.widgets import panel as panel_module
-from rodin_jupyter.widgets.panel import (
-    BalancePanel,
-    _Schedule,
+from rodin_jupyter.widgets.panel import BalancePanel, widget_view
+from rodin_jupyter.widgets.schedule import (
+    Runtime,
+    Schedule,
     backoff_delay,
-    one_line,
     panel_threads,
     shutdown_all,
 )
+from rodin_jupyter.widgets.side import NO_SIDECAR, sidecar_class
 
 from .conftest import FAKE_KEY
 
 BALANCE = ("GET", "/check_balance")
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "balance_panel.ipynb"
+CLOCK = re.compile(r"\d\d:\d\d:\d\d")
+NOW = datetime(2026, 12, 1, 20, 31, 5, tzinfo=timezone.utc)
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +59,37 @@ def _panels_cleanup(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     assert panel_threads() == []
 
 
+class FakeClient:
+    """In-process stand-in for RodinClient: answers, fails or blocks as told; counts calls."""
+
+    def __init__(self, balance: str = "10") -> None:
+        self.balance = Decimal(balance)
+        self.fail: Exception | None = None
+        self.gate: threading.Event | None = None
+        self.calls = 0
+
+    def check_balance(self) -> BalanceReading:
+        self.calls += 1
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.fail is not None:
+            raise self.fail
+        return BalanceReading(self.balance, datetime.now(timezone.utc))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake() -> FakeClient:
+    return FakeClient()
+
+
+@pytest.fixture
+def monitor(fake: FakeClient) -> BalanceMonitor:
+    return BalanceMonitor(lambda: fake)  # type: ignore[arg-type, return-value]
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -54,175 +98,127 @@ def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def state_of(panel: BalancePanel) -> str:
-    return panel._view()[1].value
-
-
-def shown(panel: BalancePanel) -> str:
-    """Everything the panel's widgets display, as one string."""
-    parts = [panel._badge.value, panel._amount.value, panel._age.value, panel._spent.value,
-             panel._error.value]
-    return " ".join(parts)
-
-
-def ready(sandbox: Sandbox, **kwargs: Any) -> BalancePanel:
+def ready(monitor: BalanceMonitor | None = None, **kwargs: Any) -> BalancePanel:
     """A panel whose first (automatic) reading has arrived."""
-    panel = BalancePanel(**kwargs)
+    panel = BalancePanel(monitor=monitor, **kwargs)
     panel.refresh(wait=True, timeout=10)
-    wait_for(lambda: state_of(panel) != "checking")
+    wait_for(lambda: panel.view().word != "checking")
     return panel
 
 
-# -- state -----------------------------------------------------------------------------
+def amount_in(panel: BalancePanel) -> str:
+    found = re.search(r'class="rodin-number"[^>]*>([^<]*)<', panel.shown())
+    return found.group(1) if found else ""
 
 
-def test_refresh_updates_the_value(sandbox_env: Sandbox, fresh_monitor: BalanceMonitor) -> None:
-    panel = ready(sandbox_env)
-    assert ">10<" in panel._amount.value
-    assert state_of(panel) == "ok"
-    assert "checked just now" in panel._age.value
-    sandbox_env.set_balance("7.25")
-    panel.refresh(wait=True, timeout=10)
-    assert ">7.25<" in panel._amount.value
-    assert panel.snapshot().balance == Decimal("7.25")
-    assert not panel._button.disabled
+def entry(before: str, after: str) -> LedgerEntry:
+    return LedgerEntry("cell 1", Decimal("0.5"), Decimal(before), Decimal(after), NOW)
 
 
-def test_error_keeps_the_stale_value_and_one_line(sandbox_env: Sandbox,
-                                                  fresh_monitor: BalanceMonitor) -> None:
-    panel = ready(sandbox_env)
-    sandbox_env.inject_fault(path="/check_balance", status=503, times=None)
-    panel.refresh(wait=True, timeout=20)
-    assert ">10<" in panel._amount.value  # the last known balance stays
-    assert "stale" in panel._age.value
-    assert state_of(panel) == "error"
-    assert panel._error.layout.display is None  # visible
-    assert "HTTP 503" in panel._error.value
-    assert "\n" not in panel._error.value
-    assert "Traceback" not in shown(panel)
-    sandbox_env.clear_faults()
-    panel.refresh(wait=True, timeout=10)
-    assert "stale" not in panel._age.value
-    assert panel._error.layout.display == "none"
-    assert state_of(panel) == "ok"
+def snap(balance: str | None = "10", **kwargs: Any) -> Snapshot:
+    value = None if balance is None else Decimal(balance)
+    checked = NOW if value is not None else None
+    mono = time.monotonic() - 12 if value is not None else None
+    return Snapshot(balance=value, checked_at=checked, checked_monotonic=mono, **kwargs)
 
 
-def test_unexpected_errors_are_one_line(sandbox_env: Sandbox, fresh_monitor: BalanceMonitor,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    panel = ready(sandbox_env)
-
-    def broken() -> None:
-        raise ValueError("line one\nTraceback (most recent call last):\n  nonsense")
-
-    monkeypatch.setattr(fresh_monitor, "refresh", broken)
-    panel.refresh(wait=True, timeout=5)
-    assert "unexpectedly (ValueError)" in panel._error.value
-    assert "Traceback" not in shown(panel)
-    assert "stale" in panel._age.value
-    assert "unexpectedly (ValueError)" in repr(panel)
-    assert one_line("first\nsecond") == "first"
-    assert one_line("x" * 1000).endswith("…")
-    assert len(one_line("x" * 1000)) <= 300
+# -- the view: one place decides every word ------------------------------------------------
 
 
-def test_spent_counts_drops_not_top_ups(sandbox_env: Sandbox,
-                                        fresh_monitor: BalanceMonitor) -> None:
-    panel = ready(sandbox_env)
-    for balance in ("7", "12", "11"):  # spend 3, top up 5, spend 1
-        sandbox_env.set_balance(balance)
-        panel.refresh(wait=True, timeout=10)
-    assert panel.snapshot().spent == Decimal(4)
-    assert "spent this session: 4<" in panel._spent.value
-
-
-def test_thresholds_give_the_states(sandbox_env: Sandbox, fresh_monitor: BalanceMonitor,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(panel_module, "TICK_SECONDS", 0.05)
+def test_thresholds_give_the_states(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "warn_below", Decimal(5))
     monkeypatch.setattr(settings, "min_balance", Decimal("0.5"))
-    monkeypatch.setattr(BalancePanel, "_wants_reading", staticmethod(lambda snapshot: False))
-    panel = BalancePanel()
-    assert state_of(panel) == "unknown"
-    assert "unknown" in panel._badge.value
+    assert balance_view(snap(None)).word == "unknown"
+    assert balance_view(snap(None)).amount == "unknown"  # a word, not a dash
     for balance, state in (("10", "ok"), ("3", "low"), ("0.2", "too low")):
-        sandbox_env.set_balance(balance)
-        panel.refresh(wait=True, timeout=10)
-        assert state_of(panel) == state
-        assert f">{state}<" in panel._badge.value
-    # %config RodinMagics.min_balance changes the settings; the next tick re-renders.
-    settings.min_balance = Decimal("0.1")
-    wait_for(lambda: ">low<" in panel._badge.value, timeout=2)
-    sandbox_env.inject_fault(path="/check_balance", status=None, delay=1)
-    worker = panel.refresh()
-    assert state_of(panel) == "checking"
-    worker.join(10)
-    sandbox_env.inject_fault(path="/check_balance", status=500)
-    panel.refresh(wait=True, timeout=10)
-    assert state_of(panel) == "error"
+        assert balance_view(snap(balance)).word == state
+    settings.min_balance = Decimal("0.1")  # %config RodinMagics.min_balance
+    assert balance_view(snap("0.2")).word == "low"
+    assert balance_view(snap("10", error="down")).word == "error"
+    assert balance_view(snap("10", checking=True)).word == "checking"
 
 
-# -- one source of truth -----------------------------------------------------------------
+def test_states_differ_by_more_than_colour() -> None:
+    views = [balance_view(snap(b, **kw)) for b, kw in
+             (("10", {}), ("3", {}), ("0.1", {}), ("10", {"error": "down"}),
+              ("10", {"checking": True}), (None, {}))]
+    html = [view_html(v) for v in views]
+    words = [re.search(r'class="rodin-state">([^<]*)<', h).group(1) for h in html]  # type: ignore[union-attr]
+    assert words == ["ok", "low", "too low", "error", "checking", "unknown"]
+    icons = [re.search(r'aria-hidden="true">([^<]*)<', h).group(1) for h in html]  # type: ignore[union-attr]
+    assert len(set(icons)) == len(icons)
+    outlines = [re.search(r'border:(\d+px \w+)', h).group(1) for h in html]  # type: ignore[union-attr]
+    assert outlines[2] != outlines[3]  # "too low" and "error" share a red, not an outline
+    assert len(set(outlines)) >= 4
 
 
-def test_ten_panels_cost_one_request(sandbox_env: Sandbox, fresh_monitor: BalanceMonitor) -> None:
-    panels = [BalancePanel() for _ in range(10)]  # each wants a first reading...
-    wait_for(lambda: all(state_of(p) == "ok" for p in panels))
-    assert sandbox_env.count(*BALANCE) == 1  # ...and they shared one request
-    sandbox_env.set_balance("8.5")
-    before = sandbox_env.count(*BALANCE)
-    panels[3].refresh(wait=True, timeout=10)
-    assert sandbox_env.count(*BALANCE) == before + 1
-    assert all(">8.5<" in p._amount.value for p in panels)
-    # Ten clicks while a slow answer is on its way: still one request.
-    sandbox_env.inject_fault(path="/check_balance", status=None, delay=0.5)
-    before = sandbox_env.count(*BALANCE)
-    workers = set()
-    for panel in panels:
-        panel._button.click()
-        workers.add(panel.refresh())
-    assert len(workers) == 1
-    assert all(p._button.disabled for p in panels)
-    workers.pop().join(10)
-    assert sandbox_env.count(*BALANCE) == before + 1
-    assert not any(p._button.disabled for p in panels)
-    assert len(panel_threads()) == 1  # just the clock: one for all ten panels
-    assert panel_threads()[0].name == "rodin-panel-clock"
+def test_checking_dims_the_number_and_hides_the_old_error() -> None:
+    failed = balance_view(snap("10", error="The Rodin API is unavailable (HTTP 503)."))
+    assert failed.stale and failed.error
+    assert "rodin-error" in view_html(failed) and "rodin-dim" in view_html(failed)
+    checking = balance_view(snap("10", error="The Rodin API is unavailable.", checking=True))
+    assert checking.word == "checking" and checking.error is None
+    html = view_html(checking)
+    assert "rodin-error" not in html and "unavailable" not in html
+    assert "rodin-dim" in html and ">10<" in html  # the last number stays, dimmed
+    fresh = view_html(balance_view(snap("10")))
+    assert "rodin-dim" not in fresh and "rodin-stale" not in fresh
 
 
-def test_a_magic_read_updates_every_panel(ip: Any, sandbox_env: Sandbox) -> None:
-    panels = [ready(sandbox_env) for _ in range(3)]
-    sandbox_env.set_balance("3.5")
-    before = sandbox_env.count(*BALANCE)
-    value = ip.run_line_magic("rodin_balance", "")
-    assert value == Decimal("3.5")
-    assert sandbox_env.count(*BALANCE) == before + 1
-    assert all(">3.5<" in p._amount.value for p in panels)  # no panel asked again
-    assert sandbox_env.count(*BALANCE) == before + 1
+def test_the_error_line_is_whole_and_one_line() -> None:
+    message = ("No Rodin API key: set RODIN_API_KEY (or HYPER3D_API_KEY) in the environment "
+               "before starting Jupyter; never paste the key into a cell.")
+    view = balance_view(snap(None, error=message + "\nTraceback (most recent call last):"))
+    assert view.error == message
+    html = view_html(view)
+    assert message in html and "Traceback" not in html
+    assert "white-space:normal" in html and "overflow-wrap:anywhere" in html
+    assert view_text(view).endswith(message)
+    assert one_line("first\nsecond") == "first"
+    assert one_line("x" * 1000).endswith("…") and len(one_line("x" * 1000)) <= 500
 
 
-def test_the_refresh_runs_off_the_calling_thread(sandbox_env: Sandbox,
-                                                 fresh_monitor: BalanceMonitor) -> None:
-    panels = [ready(sandbox_env) for _ in range(2)]
-    sandbox_env.set_balance("6")
-    sandbox_env.inject_fault(path="/check_balance", status=None, delay=2)
-    start = time.monotonic()
-    worker = panels[0].refresh()
-    panels[1]._button.click()  # what the kernel runs when the button is clicked
-    assert time.monotonic() - start < 0.5
-    assert worker is not threading.current_thread()
-    assert worker.daemon
-    for panel in panels:
-        assert state_of(panel) == "checking"
-        assert panel._button.disabled
-    worker.join(10)
-    assert time.monotonic() - start >= 1.9
-    for panel in panels:
-        assert state_of(panel) == "ok"
-        assert ">6<" in panel._amount.value
-        assert not panel._button.disabled
+def test_static_output_has_the_clock_time_live_has_the_age() -> None:
+    view = balance_view(snap("10"))
+    assert "just now" not in view_text(view) and "ago" not in view_text(view)
+    assert CLOCK.search(view_text(view)) and "2026-12-01" in view_text(view)
+    assert CLOCK.search(view_html(view))
+    live = view_html(view, live=True)
+    assert "12 s ago" in live and CLOCK.search(live)
+    assert "not checked yet" in view_html(balance_view(snap(None)))
 
 
-# -- auto-refresh ------------------------------------------------------------------------
+def test_spent_here_is_the_ledger_not_any_drop() -> None:
+    # The balance fell from 12 to 4.5 elsewhere; this kernel's one cell cost 0.5.
+    outside = snap("4.5", spent=Decimal("7.5"), ledger=(entry("5", "4.5"),))
+    assert spent_here(outside) == Decimal("0.5")
+    view = balance_view(outside)
+    assert "spent here: 0.5<" in view_html(view)
+    assert "7.5" not in view_html(view) and "7.5" not in view_text(view)
+    ledger = LedgerView(outside)
+    assert "Spent here: 0.5 credits" in repr(ledger)
+    assert "fell by 7 outside" in repr(ledger)  # told apart, not counted here
+    assert "not counted as spent here" in ledger._repr_html_()
+    assert spent_here(snap("10", spent=Decimal(3))) == 0
+
+
+def test_html_uses_theme_variables_and_no_script() -> None:
+    html = view_html(balance_view(snap("10", error="down")))
+    assert "<script" not in html and "<style" not in html
+    assert "sans-serif;" not in html.split("font-family:", 1)[1][:10]
+    assert "var(--jp-content-font-family" in html
+    bare = re.sub(r"var\(--jp-[\w-]+, (?:[^()]|\([^()]*\))*\)", "VAR", html)
+    hard = re.findall(r"#[0-9a-fA-F]{3,6}\b|rgba?\(", bare)
+    assert hard == ["#000"], hard  # only the text on the light state tints
+    assert "var(--jp-success-color" in view_html(balance_view(snap("10")))
+
+
+def test_guard_messages_carry_one_prefix() -> None:
+    assert one_line_message("guard: needs 0.5 credits") == "rodin_jupyter guard: needs 0.5 credits"
+    assert one_line_message("The key was refused.") == "rodin_jupyter: The key was refused."
+
+
+# -- scheduling, without threads ----------------------------------------------------------
 
 
 def test_backoff_schedule() -> None:
@@ -232,7 +228,7 @@ def test_backoff_schedule() -> None:
     assert backoff_delay(60, 50) == 600
     assert backoff_delay(3600, 5) == 3600  # never shorter than the interval
     assert backoff_delay(1, 0) == 10  # the minimum interval holds
-    schedule = _Schedule()
+    schedule = Schedule()
     fresh = Snapshot(balance=Decimal(1), checked_monotonic=time.monotonic())
     assert not schedule.due(fresh, 60, time.monotonic())
     old = Snapshot(balance=Decimal(1), checked_monotonic=time.monotonic() - 61)
@@ -247,110 +243,201 @@ def test_backoff_schedule() -> None:
     assert not schedule.due(old, 60, time.monotonic())
 
 
-def test_auto_refresh_is_off_by_default_then_backs_off(sandbox_env: Sandbox,
-                                                       fresh_monitor: BalanceMonitor,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(panel_module, "TICK_SECONDS", 0.05)
-    monkeypatch.setattr(panel_module, "MIN_REFRESH_INTERVAL", 0.1)
-    monkeypatch.setattr(BalancePanel, "interval", property(lambda self: 0.3))
-    panel = ready(sandbox_env)
-    assert panel.auto_refresh is False
-    time.sleep(0.8)
-    assert sandbox_env.count(*BALANCE) == 1
+def test_auto_refresh_is_off_by_default(monitor: BalanceMonitor, fake: FakeClient) -> None:
+    panel = ready(monitor)
+    runtime = Runtime()
+    later = time.monotonic() + 10_000
+    assert runtime.auto_refresh([panel], later) == []  # off: nothing started
     panel.auto_refresh = True
-    wait_for(lambda: sandbox_env.count(*BALANCE) >= 3, timeout=3)
-    sandbox_env.inject_fault(path="/check_balance", status=500, times=None)  # not retried
-    first = len(sandbox_env.requests)
-    time.sleep(2.8)
-    stamps = [r.at for r in sandbox_env.requests[first:] if r.status == 500]
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert len(gaps) >= 2, gaps
-    assert gaps[1] > gaps[0] * 1.6, gaps  # 0.6 s, 1.2 s, ...
-    assert "stale" in panel._age.value
-    panel.close()
-    assert panel_threads() == []
-    count = sandbox_env.count(*BALANCE)
-    time.sleep(0.5)
-    assert sandbox_env.count(*BALANCE) == count  # stopped with the panel
+    monitor.record(BalanceReading(Decimal(10), NOW, monotonic=time.monotonic() - 120))
+    assert runtime.auto_refresh([panel], later) == [monitor]
+    wait_for(lambda: not runtime.pending(monitor))
+    assert fake.calls == 2
+    assert runtime.auto_refresh([panel], time.monotonic()) == []  # fresh again
+    runtime.shutdown(5)
 
 
-def test_interval_defaults_to_the_setting(sandbox_env: Sandbox,
-                                          fresh_monitor: BalanceMonitor) -> None:
+def test_interval_defaults_to_the_setting(monitor: BalanceMonitor) -> None:
     settings.refresh_interval = 90
-    panel = BalancePanel()
+    panel = BalancePanel(monitor=monitor)
     assert panel.auto_refresh is False
     assert panel.interval == 90
-    assert panel._interval.value == 90 and panel._interval.min == 10
     panel.interval = 3
     assert panel.interval == 10
-    assert BalancePanel(interval=25, auto_refresh=True).auto_refresh
+    assert BalancePanel(interval=25, auto_refresh=True, monitor=monitor).auto_refresh
 
 
-# -- threads and lifecycle -------------------------------------------------------------
+# -- the panel over a fake client -----------------------------------------------------------
 
 
-def _threads_besides(baseline: set[threading.Thread]) -> list[str]:
-    # The sandbox serves each connection on its own thread; those are not ours.
-    return sorted(t.name for t in set(threading.enumerate()) - baseline
-                  if t.is_alive() and t.name != "rodin-sandbox-conn")
+def test_refresh_updates_the_value(monitor: BalanceMonitor, fake: FakeClient) -> None:
+    panel = ready(monitor)
+    assert amount_in(panel) == "10" and panel.view().word == "ok"
+    assert "checked just now" in panel.shown()  # live: the age
+    fake.balance = Decimal("7.25")
+    panel.refresh(wait=True, timeout=10)
+    assert amount_in(panel) == "7.25"
+    assert not panel.busy and "Refresh" in str(panel.widget.children[1].description)
 
 
-def test_no_thread_left_after_shutdown_all(sandbox_env: Sandbox,
-                                           fresh_monitor: BalanceMonitor) -> None:
-    baseline = set(threading.enumerate())
-    panels = [BalancePanel(auto_refresh=True) for _ in range(4)]
-    sandbox_env.inject_fault(path="/check_balance", status=None, delay=0.5)
-    panels[0].refresh()
-    assert _threads_besides(baseline)
-    shutdown_all()
-    assert _threads_besides(baseline) == []
-    assert fresh_monitor.observer_count == 0
-    assert all(p.closed and p.widget.comm is None for p in panels)
+def test_checking_says_so_on_the_button(monitor: BalanceMonitor, fake: FakeClient) -> None:
+    panels = [ready(monitor), ready(monitor)]
+    fake.gate = threading.Event()
+    start = time.monotonic()
+    worker = panels[0].refresh()
+    assert time.monotonic() - start < 1  # the caller is not kept waiting
+    assert worker is not threading.current_thread() and worker.daemon
+    for panel in panels:
+        assert panel.view().word == "checking" and panel.busy
+        assert panel.widget.children[1].description == "Checking…"
+        assert "rodin-dim" in panel.shown()
+    fake.gate.set()
+    worker.join(10)
+    wait_for(lambda: not panels[1].busy)
+    assert all(p.view().word == "ok" and not p.busy for p in panels)
 
 
-def test_closing_panels_lets_go(sandbox_env: Sandbox, fresh_monitor: BalanceMonitor) -> None:
-    first, second = ready(sandbox_env), ready(sandbox_env)
-    assert fresh_monitor.observer_count == 2
+def test_error_keeps_the_stale_value_and_one_line(monitor: BalanceMonitor,
+                                                  fake: FakeClient) -> None:
+    panel = ready(monitor)
+    fake.fail = RodinError("The Rodin API is unavailable (HTTP 503).")
+    panel.refresh(wait=True, timeout=10)
+    shown = panel.shown()
+    assert amount_in(panel) == "10"  # the last known balance stays
+    assert "rodin-stale" in shown and panel.view().word == "error"
+    assert "HTTP 503" in shown and "Traceback" not in shown
+    fake.fail = None
+    panel.refresh(wait=True, timeout=10)
+    assert "rodin-stale" not in panel.shown() and "rodin-error" not in panel.shown()
+
+
+def test_unexpected_errors_are_one_line_through_the_monitor(monitor: BalanceMonitor,
+                                                            fake: FakeClient) -> None:
+    panel = ready(monitor)
+    fake.fail = ValueError("line one\nTraceback (most recent call last):\n  nonsense")
+    panel.refresh(wait=True, timeout=5)
+    assert "unexpectedly (ValueError)" in panel.shown()
+    assert "Traceback" not in panel.shown()
+    assert "stale" in repr(panel) and "unexpectedly (ValueError)" in repr(panel)
+    assert panel.view().error == one_line(str(monitor.snapshot().error))  # one channel
+
+
+def test_ten_panels_cost_one_request(monitor: BalanceMonitor, fake: FakeClient) -> None:
+    panels = [BalancePanel(monitor=monitor) for _ in range(10)]  # each wants a reading...
+    wait_for(lambda: all(p.view().word == "ok" for p in panels))
+    assert fake.calls == 1  # ...and they shared one
+    fake.gate = threading.Event()
+    workers = set()
+    for panel in panels:
+        panel.widget.children[1].click()
+        workers.add(panel.refresh())
+    assert len(workers) == 1 and all(p.busy for p in panels)
+    fake.gate.set()
+    workers.pop().join(10)
+    assert fake.calls == 2
+    wait_for(lambda: not any(p.busy for p in panels))
+    assert [t.name for t in panel_threads()] == ["rodin-panel-clock"]  # one for all ten
+
+
+def test_the_panel_is_one_view_and_its_controls(monitor: BalanceMonitor) -> None:
+    panel = ready(monitor)
+    box = panel.widget
+    kinds = [type(child).__name__ for child in box.children]
+    assert kinds == ["HTML", "Button", "Checkbox", "BoundedIntText"]
+    assert box.layout.flex_flow == "row wrap"  # narrow outputs wrap, nothing is clipped
+
+
+def test_mimebundle_carries_a_static_snapshot(monitor: BalanceMonitor) -> None:
+    panel = ready(monitor)
+    data = panel._repr_mimebundle_()  # IPython's display protocol
+    view = data["application/vnd.jupyter.widget-view+json"]
+    assert view == {"version_major": 2, "version_minor": 0, "model_id": panel.widget.model_id}
+    assert data["text/plain"].startswith("Rodin balance: 10 credits (ok")
+    for static in (data["text/plain"], data["text/html"]):
+        assert CLOCK.search(static) and "just now" not in static
+    assert "rodin-balance" in data["text/html"] and "<script" not in data["text/html"]
+    assert repr(panel) == data["text/plain"]
+    panel.close()
+    assert widget_view(panel.widget) is None
+    data = panel._repr_mimebundle_()  # closed: the snapshot alone
+    assert set(data) == {"text/plain", "text/html"}
+
+
+def test_closing_panels_lets_go(monitor: BalanceMonitor) -> None:
+    first, second = ready(monitor), ready(monitor)
+    assert monitor.observer_count == 2
     first.close()
-    assert fresh_monitor.observer_count == 1
+    assert monitor.observer_count == 1
     assert [t.name for t in panel_threads()] == ["rodin-panel-clock"]
     second.widget.close()  # closed behind the panel's back: the clock notices
-    wait_for(lambda: second.closed, timeout=3)
-    wait_for(lambda: panel_threads() == [], timeout=3)
-    assert fresh_monitor.observer_count == 0
+    wait_for(lambda: second.closed, timeout=5)
+    wait_for(lambda: panel_threads() == [], timeout=5)
+    assert monitor.observer_count == 0
+
+
+def test_no_thread_left_after_shutdown_all(monitor: BalanceMonitor, fake: FakeClient) -> None:
+    baseline = set(threading.enumerate())
+    panels = [BalancePanel(auto_refresh=True, monitor=monitor) for _ in range(4)]
+    fake.gate = threading.Event()
+    panels[0].refresh()
+    assert set(threading.enumerate()) - baseline
+    fake.gate.set()
+    shutdown_all()
+    assert {t for t in set(threading.enumerate()) - baseline if t.is_alive()} == set()
+    assert monitor.observer_count == 0
+    assert all(p.closed and widget_view(p.widget) is None for p in panels)
+
+
+# -- real HTTP, a real shell, a real kernel ----------------------------------------------
+
+
+def test_a_magic_read_updates_every_panel(ip: Any, sandbox_env: Sandbox) -> None:
+    panels = [ready() for _ in range(3)]
+    sandbox_env.set_balance("3.5")
+    before = sandbox_env.count(*BALANCE)
+    value = ip.run_line_magic("rodin_balance", "")
+    assert value == Decimal("3.5")
+    assert all(amount_in(p) == "3.5" for p in panels)  # no panel asked again
+    assert sandbox_env.count(*BALANCE) == before + 1
+    assert "spent here" not in repr(value)  # the drop 10 -> 3.5 happened elsewhere
+
+
+def test_sidecar_or_one_line_of_explanation(ip: Any, sandbox_env: Sandbox,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_line_magic("rodin_balance", "--sidecar")
+    out = capsys.readouterr().out
+    if sidecar_class() is None:
+        assert NO_SIDECAR in out and "Create New View for Output" in out
+    else:
+        assert "side area" in out
+    assert out.count("\n") <= 2
 
 
 def test_unload_ext_stops_every_panel(ip: Any, sandbox_env: Sandbox) -> None:
     baseline = set(threading.enumerate())
     ip.run_line_magic("rodin_balance", "--panel")
     panel = BalancePanel(auto_refresh=True)
-    wait_for(lambda: state_of(panel) == "ok")
-    assert len(panel_module._runtime.panels()) == 2
+    wait_for(lambda: panel.view().word == "ok")
     ip.run_line_magic("unload_ext", "rodin_jupyter")
-    assert _threads_besides(baseline) == []
-    assert panel_module._runtime.panels() == []
-    assert panel.closed
+    assert sorted(t.name for t in set(threading.enumerate()) - baseline
+                  if t.is_alive() and t.name != "rodin-sandbox-conn") == []
+    assert panel.closed and panel_threads() == []
     ip.run_line_magic("load_ext", "rodin_jupyter")  # the fixture unloads again
 
 
-# -- fallbacks and secrets ---------------------------------------------------------------
+def test_the_key_is_in_no_widget_state(sandbox_env: Sandbox, fresh_monitor: BalanceMonitor) -> None:
+    import ipywidgets
 
-
-def test_mimebundle_carries_a_text_and_html_snapshot(sandbox_env: Sandbox,
-                                                     fresh_monitor: BalanceMonitor) -> None:
-    from IPython.core.formatters import format_display_data
-
-    panel = ready(sandbox_env)
-    data, _metadata = format_display_data(panel)
-    assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
-    assert data["text/plain"].startswith("Rodin balance: 10 credits (ok")
-    assert "VBox" not in data["text/plain"]
-    assert "10" in data["text/html"] and "rodin-balance" in data["text/html"]
-    assert "<script" not in data["text/html"]
-    assert repr(panel) == data["text/plain"]
-    panel.close()
-    data, _metadata = format_display_data(panel)  # closed: the snapshot alone
-    assert set(data) == {"text/plain", "text/html"}
+    panels = [ready(), BalancePanel(auto_refresh=True)]
+    sandbox_env.inject_fault(path="/check_balance", status=401)
+    panels[0].refresh(wait=True, timeout=10)
+    assert "refused" in panels[0].shown()
+    state = json.dumps(ipywidgets.Widget.get_manager_state(), default=str)
+    assert "rodin-panel" in state  # the panels' widgets are in there...
+    assert FAKE_KEY not in state  # ...the key is not,
+    assert "Bearer" not in state
+    assert sandbox_env.base_url not in state  # nor where it is sent
+    assert FAKE_KEY not in repr(panels[0]) and FAKE_KEY not in str(vars(panels[0]))
 
 
 def test_without_ipywidgets_the_panel_is_a_snapshot(sandbox_env: Sandbox) -> None:
@@ -392,27 +479,6 @@ print("ok")
     assert out.stdout.strip().endswith("ok")
 
 
-def test_the_key_is_in_no_widget_state(sandbox_env: Sandbox, fresh_monitor: BalanceMonitor) -> None:
-    import ipywidgets
-
-    panels = [ready(sandbox_env), BalancePanel(auto_refresh=True)]
-    sandbox_env.inject_fault(path="/check_balance", status=401)
-    panels[0].refresh(wait=True, timeout=10)
-    assert "refused" in panels[0]._error.value
-    state = json.dumps(ipywidgets.Widget.get_manager_state(), default=str)
-    assert "rodin-panel" in state  # the panels' widgets are in there...
-    assert FAKE_KEY not in state  # ...the key is not,
-    assert "Bearer" not in state
-    assert sandbox_env.base_url not in state  # nor where it is sent
-    for panel in panels:
-        for child in panel._children:
-            assert FAKE_KEY not in json.dumps(child.get_state(), default=str)
-    assert FAKE_KEY not in repr(panels[0]) and FAKE_KEY not in str(vars(panels[0]))
-
-
-# -- the example notebook --------------------------------------------------------------
-
-
 def test_the_example_notebook_runs(sandbox_env: Sandbox, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     nbformat = pytest.importorskip("nbformat")
@@ -432,4 +498,5 @@ def test_the_example_notebook_runs(sandbox_env: Sandbox, tmp_path: Path,
     for output in panels:
         assert "Rodin balance:" in output.data["text/plain"]
         assert "rodin-balance" in output.data["text/html"]
+        assert CLOCK.search(output.data["text/html"])  # a saved notebook keeps the time
     assert FAKE_KEY not in nbformat.writes(notebook)

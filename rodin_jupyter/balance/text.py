@@ -1,100 +1,155 @@
-"""Text and HTML renderings of the balance: what a notebook shows without widgets.
+"""Every word and every piece of HTML about a balance: they all paint one ``BalanceView``.
 
-The magic's output, the panel's fallback (terminal, nbconvert, notebook viewers) and
-the ledger all come from here, so every face says the same thing the same way.
+The magic's card, the panel (live, and its saved/static fallback for nbconvert and
+viewers) and the ledger come from here, so every face says the same thing the same way.
+
+Colours and fonts are JupyterLab's CSS variables, with the Light theme's values as
+fallbacks so static HTML still looks right. Text is drawn only in the theme's content
+colours or in near-black on the light state tints (the same in Light and Dark), which keeps
+every text at 4.5:1 or better; the state colours go on borders and outlines, never on text,
+and each state also has its own word, icon and outline style.
 """
 
 from __future__ import annotations
 
 import html
-import time
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from rodin_jupyter.balance.monitor import (
-    BalanceState,
-    LedgerEntry,
-    Snapshot,
-    describe_age,
-    format_credits,
-)
-from rodin_jupyter.balance.settings import settings
+from rodin_jupyter.balance.monitor import BalanceState, LedgerEntry, Snapshot, format_credits
+from rodin_jupyter.balance.view import BalanceView, balance_view, reading_snapshot, spent_here
 
-STATE_COLOURS = {
-    BalanceState.OK: "#1a7f37",
-    BalanceState.LOW: "#9a6700",
-    BalanceState.TOO_LOW: "#cf222e",
-    BalanceState.ERROR: "#cf222e",
-    BalanceState.CHECKING: "#57606a",
-    BalanceState.UNKNOWN: "#57606a",
+FG0 = "var(--jp-content-font-color0, #000)"
+FG1 = "var(--jp-content-font-color1, rgba(0, 0, 0, 0.87))"
+FG2 = "var(--jp-content-font-color2, rgba(0, 0, 0, 0.54))"
+FONT = ("var(--jp-content-font-family, system-ui, -apple-system, 'Segoe UI', Helvetica, "
+        "Arial, sans-serif)")
+ON_TINT = "#000"  # the *-color3 tints are light in both themes
+NEUTRAL_BG = "var(--jp-layout-color2, #eee)"
+ERROR_BG = "var(--jp-rendermime-error-background, #fdd)"
+
+
+def _var(name: str, fallback: str) -> str:
+    return f"var(--jp-{name}, {fallback})"
+
+
+# state: (icon, accent for the panel's edge, edge style, pill background, pill text,
+#         pill outline)
+STYLES: dict[BalanceState, tuple[str, str, str, str, str, str]] = {
+    BalanceState.OK: ("✓", _var("success-color1", "#388e3c"), "solid",
+                      _var("success-color3", "#c8e6c9"), ON_TINT,
+                      "1px solid " + _var("success-color0", "#1b5e20")),
+    BalanceState.LOW: ("!", _var("warn-color1", "#f57c00"), "solid",
+                       _var("warn-color3", "#ffe0b2"), ON_TINT,
+                       "1px solid " + _var("warn-color0", "#e65100")),
+    BalanceState.TOO_LOW: ("✕", _var("error-color1", "#d32f2f"), "solid",
+                           _var("error-color3", "#ffcdd2"), ON_TINT,
+                           "2px solid " + _var("error-color0", "#b71c1c")),
+    BalanceState.ERROR: ("⚠", _var("error-color1", "#d32f2f"), "dashed",
+                         _var("error-color3", "#ffcdd2"), ON_TINT,
+                         "2px dashed " + _var("error-color0", "#b71c1c")),
+    BalanceState.CHECKING: ("↻", _var("border-color1", "#bdbdbd"), "dotted",
+                            NEUTRAL_BG, FG1, "1px dotted " + FG2),
+    BalanceState.UNKNOWN: ("?", _var("border-color1", "#bdbdbd"), "dashed",
+                           NEUTRAL_BG, FG1, "1px dashed " + FG2),
 }
 
-
-def snapshot_state(snapshot: Snapshot) -> BalanceState:
-    """The state under the current thresholds."""
-    return snapshot.state(settings.warn_below, settings.min_balance)
+ROW = "display:flex;flex-wrap:wrap;align-items:center;gap:2px 10px;min-width:0;"
 
 
-def snapshot_text(snapshot: Snapshot) -> str:
-    """One line: 'Rodin balance: 12.5 credits (ok, checked 3 s ago; spent 1.5 this session)'."""
-    state = snapshot_state(snapshot)
-    if snapshot.balance is None:
-        head = "Rodin balance: unknown"
-    else:
-        head = f"Rodin balance: {format_credits(snapshot.balance)} credits"
-    parts = [state.value]
-    if snapshot.balance is not None:
-        parts.append(f"checked {describe_age(snapshot.age())}")
-        if snapshot.stale:
-            parts.append("stale")
-    if snapshot.spent:
-        parts.append(f"spent {format_credits(snapshot.spent)} this session")
+def view_text(view: BalanceView, *, live: bool = False) -> str:
+    """One line: 'Rodin balance: 12.5 credits (ok, checked 2026-12-01 20:31:05 UTC)'."""
+    head = ("Rodin balance: unknown" if view.balance is None
+            else f"Rodin balance: {view.amount} credits")
+    parts = [view.word]
+    if view.balance is not None:
+        parts.append(view.age_text(live))
+    if view.stale:
+        parts.append("stale")
+    if view.spent_here:
+        parts.append(f"spent here {view.spent_text}")
     line = f"{head} ({', '.join(parts)})"
-    if snapshot.error:
-        line += f" -- {snapshot.error}"
+    if view.error:
+        line += f" -- {view.error}"
     return line
 
 
-def snapshot_html(snapshot: Snapshot) -> str:
-    """A small self-contained HTML card (no scripts) for frontends without widgets."""
-    state = snapshot_state(snapshot)
-    colour = STATE_COLOURS[state]
-    amount = html.escape(format_credits(snapshot.balance))
-    details = [f"checked {describe_age(snapshot.age())}"] if snapshot.balance is not None else []
-    if snapshot.stale:
-        details.append("stale")
-    details.append(f"spent this session: {format_credits(snapshot.spent)}")
-    error = (f'<div class="rodin-error" style="color:{STATE_COLOURS[BalanceState.ERROR]}">'
-             f"{html.escape(snapshot.error)}</div>" if snapshot.error else "")
+def view_html(view: BalanceView, *, live: bool = False) -> str:
+    """The balance as a small self-contained HTML block (no script, no <style>).
+
+    ``live`` is for the widget ("checked 12 s ago"); saved and static outputs carry the
+    clock time of the reading instead. Rows wrap and long words break, so it fits any
+    width down to 320 px.
+    """
+    icon, accent, edge, pill_bg, pill_fg, outline = STYLES[view.state]
+    slug = view.state.name.lower().replace("_", "-")
+    esc = html.escape
+    pill = (f'<span class="rodin-pill" style="display:inline-flex;align-items:center;gap:4px;'
+            f"padding:0 8px;border-radius:10px;border:{outline};background:{pill_bg};"
+            f'color:{pill_fg};font-size:0.85em;line-height:1.6;white-space:nowrap">'
+            f'<span aria-hidden="true">{icon}</span>'
+            f'<span class="rodin-state">{esc(view.word)}</span></span>')
+    dim = view.checking or view.stale
+    title = (' title="last known balance; the latest check failed"' if view.stale else
+             ' title="a new reading is on its way"' if view.checking else "")
+    if view.balance is None:
+        number = f'<span class="rodin-number" style="font-size:0.6em">{esc(view.amount)}</span>'
+    else:
+        number = (f'<span class="rodin-number">{esc(view.amount)}</span> '
+                  '<span style="font-size:0.5em;font-weight:400">credits</span>')
+    amount = (f'<div class="rodin-amount{" rodin-dim" if dim else ""}" style="font-size:2em;'
+              f'font-weight:{400 if dim else 600};line-height:1.25;'
+              f'color:{FG2 if dim else FG0}"{title}>{number}</div>')
+    stale = ('<span class="rodin-stale" style="font-weight:600;color:' + FG1 + '">'
+             "⚠ stale</span>") if view.stale else ""
+    details = (f'<div class="rodin-details" style="{ROW}font-size:0.9em;color:{FG2}">'
+               f'<span class="rodin-age">{esc(view.age_text(live))}</span>{stale}'
+               f'<span class="rodin-spent">spent here: {esc(view.spent_text)}</span></div>')
+    error = ""
+    if view.error:
+        error = (f'<div class="rodin-error" role="alert" style="margin-top:4px;'
+                 f"padding:2px 8px;border-left:3px solid {accent};background:{ERROR_BG};"
+                 f'color:{FG1};white-space:normal;overflow-wrap:anywhere">'
+                 f'<span aria-hidden="true">⚠ </span>{esc(view.error)}</div>')
     return (
-        '<div class="rodin-balance" style="font-family:sans-serif;'
-        f'border-left:4px solid {colour};padding:4px 10px">'
-        '<div style="font-size:0.85em;color:#57606a">Rodin balance</div>'
-        f'<div style="font-size:1.6em;font-weight:600">{amount} '
-        '<span style="font-size:0.6em;font-weight:400">credits</span> '
-        f'<span class="rodin-state" style="font-size:0.6em;color:{colour}">'
-        f"{html.escape(state.value)}</span></div>"
-        f'<div style="font-size:0.85em;color:#57606a">{html.escape(" · ".join(details))}</div>'
-        f"{error}</div>"
+        f'<div class="rodin-balance rodin-{slug}" data-state="{slug}" '
+        "style=\"box-sizing:border-box;max-width:100%;min-width:0;padding:4px 12px;"
+        f"border-left:4px {edge} {accent};font-family:{FONT};color:{FG1};line-height:1.4;"
+        f'overflow-wrap:anywhere">'
+        f'<div class="rodin-head" style="{ROW}"><span class="rodin-title" '
+        f'style="color:{FG2}">Rodin balance</span>{pill}</div>'
+        f"{amount}{details}{error}</div>"
     )
+
+
+def snapshot_text(snapshot: Snapshot) -> str:
+    """The saved/static one-line text of a monitor snapshot."""
+    return view_text(balance_view(snapshot))
+
+
+def snapshot_html(snapshot: Snapshot) -> str:
+    """The saved/static HTML card of a monitor snapshot."""
+    return view_html(balance_view(snapshot))
 
 
 class Balance(Decimal):
     """The magic's return value: a ``Decimal`` you can compare and add, that shows itself.
 
     ``b = %rodin_balance`` then ``b >= 2`` works; the notebook shows a card, a terminal
-    one line.
+    one line. Both carry the clock time of the reading (a saved notebook stays true).
     """
 
     checked_at: datetime | None
     cached: bool
+    ledger: tuple[LedgerEntry, ...]
 
     def __new__(cls, value: Decimal, checked_at: datetime | None = None,
-                cached: bool = False) -> Balance:
+                cached: bool = False, ledger: tuple[LedgerEntry, ...] = ()) -> Balance:
         self = super().__new__(cls, value)
         self.checked_at = checked_at
         self.cached = cached
+        self.ledger = tuple(ledger)
         return self
 
     @property
@@ -102,21 +157,16 @@ class Balance(Decimal):
         """The balance as a plain ``Decimal``."""
         return Decimal(self)
 
-    def _snapshot(self) -> Snapshot:
-        from rodin_jupyter.balance.monitor import get_monitor
-
-        checked = None
-        if self.checked_at is not None:
-            age = (datetime.now(timezone.utc) - self.checked_at).total_seconds()
-            checked = time.monotonic() - max(0.0, age)
-        return Snapshot(balance=self.value, checked_at=self.checked_at,
-                        checked_monotonic=checked, spent=get_monitor().snapshot().spent)
+    def view(self) -> BalanceView:
+        """What the card and the line show."""
+        return balance_view(reading_snapshot(self.value, self.checked_at,
+                                             Snapshot(ledger=self.ledger)))
 
     def __repr__(self) -> str:
-        return snapshot_text(self._snapshot())
+        return view_text(self.view())
 
     def _repr_html_(self) -> str:
-        return snapshot_html(self._snapshot())
+        return view_html(self.view())
 
     def to_json(self) -> dict[str, Any]:
         """Machine-readable form: the balance as a JSON number, the time in ISO 8601."""
@@ -129,40 +179,50 @@ class Balance(Decimal):
 
 
 class LedgerView:
-    """The spend ledger of guarded cells, as a table (HTML) or aligned text."""
+    """What this kernel's guarded cells spent, as a table (HTML) or aligned text.
+
+    A balance that fell outside them (another notebook, the web app) is told apart,
+    never counted as spent here.
+    """
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.entries: tuple[LedgerEntry, ...] = snapshot.ledger
-        self.spent = snapshot.spent
-
-    @property
-    def total(self) -> Decimal:
-        """Credits spent by the guarded cells listed."""
-        return sum((e.spent or Decimal(0) for e in self.entries), Decimal(0))
+        self.total = spent_here(snapshot)
+        self.elsewhere = max(Decimal(0), snapshot.spent - self.total)
+        """How much more the balance fell, as seen by readings, than was spent here."""
 
     def _rows(self) -> list[tuple[str, str, str, str, str]]:
         return [(e.at.strftime("%H:%M:%S"), e.label, format_credits(e.before),
                  format_credits(e.after), format_credits(e.spent)) for e in self.entries]
 
+    def _summary(self) -> str:
+        line = f"Spent here: {format_credits(self.total)} credits."
+        if self.elsewhere:
+            line += (f" The balance also fell by {format_credits(self.elsewhere)} outside "
+                     "these cells (not counted as spent here).")
+        return line
+
     def __repr__(self) -> str:
         if not self.entries:
-            return (f"No guarded cells have run yet. Spent this session: "
-                    f"{format_credits(self.spent)} credits.")
+            return "No guarded cells have run yet. " + self._summary()
         lines = [f"{'time':8}  {'cell':36}  {'before':>8}  {'after':>8}  {'spent':>6}"]
         lines += [f"{t:8}  {c[:36]:36}  {b:>8}  {a:>8}  {s:>6}" for t, c, b, a, s in self._rows()]
-        lines.append(f"Guarded cells spent {format_credits(self.total)} credits; "
-                     f"session total {format_credits(self.spent)}.")
+        lines.append(self._summary())
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        cells = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+        cell = f'style="padding:2px 8px;text-align:left;color:{FG1}"'
+        head = "".join(f"<th {cell}>{name}</th>"
+                       for name in ("time", "cell", "before", "after", "spent"))
+        rows = "".join(
+            "<tr>" + "".join(f"<td {cell}>{html.escape(v)}</td>" for v in row) + "</tr>"
             for row in self._rows()
         )
         return (
-            '<table class="rodin-ledger"><thead><tr><th>time</th><th>cell</th>'
-            "<th>before</th><th>after</th><th>spent</th></tr></thead>"
-            f"<tbody>{cells}</tbody></table>"
-            f"<p>Guarded cells spent {format_credits(self.total)} credits; session total "
-            f"{format_credits(self.spent)}.</p>"
+            f'<div class="rodin-ledger" style="font-family:{FONT};color:{FG1};max-width:100%;'
+            f'overflow-x:auto"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+            f"</table><p>{html.escape(self._summary())}</p></div>"
         )
+
+
+__all__ = ["Balance", "LedgerView", "snapshot_html", "snapshot_text", "view_html", "view_text"]

@@ -123,6 +123,8 @@ class RodinMagics(Magics):
     @argument("--json", action="store_true", help="Print machine-readable JSON.")
     @argument("--panel", action="store_true",
               help="Show the refreshable balance panel (ipywidgets).")
+    @argument("--sidecar", action="store_true",
+              help="Show the panel in JupyterLab's side area (needs the sidecar extra).")
     @argument("--ledger", action="store_true",
               help="Show what guarded cells spent, and the session total.")
     @line_magic
@@ -139,13 +141,10 @@ class RodinMagics(Magics):
         monitor = get_monitor()
         if args.ledger:
             return LedgerView(monitor.snapshot())
-        if args.panel:
-            from rodin_jupyter.widgets.panel import BalancePanel
+        if args.panel or args.sidecar:
+            from rodin_jupyter.widgets.side import show_panel
 
-            panel = BalancePanel()
-            from IPython.display import display
-
-            display(panel)
+            show_panel(sidecar=args.sidecar)
             return None
         required = parse_credits(args.require, "--require") if args.require else None
         previous = monitor.last
@@ -154,7 +153,8 @@ class RodinMagics(Magics):
         except RodinError as exc:
             raise CellStopped(str(exc)) from None
         balance = Balance(reading.balance, reading.checked_at,
-                          cached=previous is not None and reading is previous)
+                          cached=previous is not None and reading is previous,
+                          ledger=monitor.snapshot().ledger)
         if required is not None and balance < required:
             raise CellStopped(
                 f"Balance is {balance.value} credits, below the required {required}: "
