@@ -113,7 +113,7 @@ def view_html(view: BalanceView, *, live: bool = False) -> str:
                  f'color:{FG1};white-space:normal;overflow-wrap:anywhere">'
                  f'<span aria-hidden="true">⚠ </span>{esc(view.error)}</div>')
     return (
-        f'<div class="rodin-balance rodin-{slug}" data-state="{slug}" '
+        f'<div class="rodin-balance rodin-is-{slug}" data-state="{slug}" '
         "style=\"box-sizing:border-box;max-width:100%;min-width:0;padding:4px 12px;"
         f"border-left:4px {edge} {accent};font-family:{FONT};color:{FG1};line-height:1.4;"
         f'overflow-wrap:anywhere">'

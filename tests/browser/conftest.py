@@ -35,7 +35,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "artifacts"
+ARTIFACTS = Path(os.environ.get("RODIN_ARTIFACTS") or REPO / "artifacts")  # gitignored
 START_BALANCE = "42"
 SERVER_START_TIMEOUT = 90.0
 
@@ -107,6 +107,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def sidecar_data_dir() -> Path | None:
+    """The share/jupyter folder beside an importable ``sidecar`` outside sys.prefix, if any."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sidecar")
+    if spec is None or spec.origin is None:
+        return None
+    share = Path(spec.origin).resolve().parents[1] / "share" / "jupyter"
+    return share if (share / "labextensions").is_dir() else None
+
+
 @dataclass
 class JupyterServer:
     """A JupyterLab or Notebook 7 server process on loopback."""
@@ -172,6 +183,9 @@ def start_server(kind: str, sandbox: Sandbox, base: Path) -> JupyterServer:
         JUPYTER_PLATFORM_DIRS="1",
         PYTHONUNBUFFERED="1",
     )
+    extra = sidecar_data_dir()
+    if extra is not None:  # sidecar installed outside the venv (pip --target): its lab extension
+        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(extra), env.get("JUPYTER_PATH")]))
     port, token = free_port(), secrets.token_hex(16)
     app = "LabApp" if kind == "lab" else "JupyterNotebookApp"
     command = [
