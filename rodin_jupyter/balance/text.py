@@ -75,6 +75,15 @@ def view_text(view: BalanceView, *, live: bool = False) -> str:
     return line
 
 
+def _age(view: BalanceView, live: bool) -> str:
+    """The age as HTML; the live part ("12 s ago, at") is its own span, which the panel hides
+    once no kernel is behind it (a re-opened notebook keeps only the clock time)."""
+    if not live or view.balance is None or view.clock is None:
+        return html.escape(view.age_text(live))
+    return (f'checked <span class="rodin-age-live">{html.escape(view.ago)}, at </span>'
+            f"{html.escape(view.short_clock or '')}")
+
+
 def view_html(view: BalanceView, *, live: bool = False) -> str:
     """The balance as a small self-contained HTML block (no script, no <style>).
 
@@ -104,7 +113,7 @@ def view_html(view: BalanceView, *, live: bool = False) -> str:
     stale = ('<span class="rodin-stale" style="font-weight:600;color:' + FG1 + '">'
              "⚠ stale</span>") if view.stale else ""
     details = (f'<div class="rodin-details" style="{ROW}font-size:0.9em;color:{FG2}">'
-               f'<span class="rodin-age">{esc(view.age_text(live))}</span>{stale}'
+               f'<span class="rodin-age">{_age(view, live)}</span>{stale}'
                f'<span class="rodin-spent">spent here: {esc(view.spent_text)}</span></div>')
     error = ""
     if view.error:

@@ -83,8 +83,18 @@ class BalanceView:
     def spent_text(self) -> str:
         return format_credits(self.spent_here)
 
+    @property
+    def ago(self) -> str:
+        """'12 s ago': for the live panel only, it is false as soon as it is saved."""
+        return describe_age(self.age_seconds)
+
+    @property
+    def short_clock(self) -> str | None:
+        """The clock time without the date: '20:31:05 UTC'."""
+        return None if self.clock is None else self.clock.split(" ", 1)[-1]
+
     def age_text(self, live: bool) -> str:
-        """'checked 12 s ago (20:31:05 UTC)' live; 'checked 2026-12-01 20:31:05 UTC' saved.
+        """'checked 12 s ago, at 20:31:05 UTC' live; 'checked 2026-12-01 20:31:05 UTC' saved.
 
         A saved or static output must not say "just now" for ever, so it carries the clock
         time alone; the live panel adds how long ago that was.
@@ -93,8 +103,7 @@ class BalanceView:
             return "no balance read yet" if self.error else "not checked yet"
         if not live:
             return f"checked {self.clock}"
-        short = self.clock.split(" ", 1)[1] if " " in self.clock else self.clock
-        return f"checked {describe_age(self.age_seconds)} ({short})"
+        return f"checked {self.ago}, at {self.short_clock}"
 
 
 def balance_view(snapshot: Snapshot, *, busy: bool = False) -> BalanceView:

@@ -72,6 +72,16 @@ CLOCK = re.compile(r"\d\d:\d\d:\d\d")
 COLLAPSE_LEFT = "() => { const s = window.jupyterapp.shell; if (s.collapseLeft) s.collapseLeft(); }"
 
 
+KERNEL_GONE_JS = """() => {
+  const box = document.querySelector('.jp-Notebook .rodin-panel');
+  const line = box.classList.contains('jupyter-widgets-disconnected')
+    ? getComputedStyle(box, '::before').content : '';
+  const icons = Array.from(box.querySelectorAll('.jupyter-widgets-disconnected'))
+    .filter(el => getComputedStyle(el, '::before').display !== 'none').length;
+  return {line, icons};
+}"""
+
+
 def amount(value: str) -> re.Pattern[str]:
     return re.compile(rf"^\s*{re.escape(value)}\s+credits\s*$")
 
@@ -226,5 +236,11 @@ def test_a_saved_notebook_keeps_the_clock_time_and_no_key(page: Any, jupyter: Ju
     shown = page.locator(OUTPUT).filter(has_text="Rodin balance").first
     expect(shown).to_be_visible(timeout=30_000)
     expect(shown).to_contain_text(CLOCK)
+    if shown.locator(".rodin-panel").count():  # Lab restored the saved widget state
+        gone = page.evaluate(KERNEL_GONE_JS)
+        assert "No kernel is connected" in gone["line"], gone
+        assert gone["icons"] == 0, gone  # one line, not a broken-link icon per widget
+        assert " ago" not in shown.inner_text()  # the live age was true only while live
+        assert shown.locator(".rodin-panel-refresh").is_hidden()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"reopened-{jupyter.kind}.png"))
