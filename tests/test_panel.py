@@ -196,7 +196,7 @@ def test_spent_here_is_the_ledger_not_any_drop() -> None:
     assert "spent here: 0.5<" in view_html(view)
     assert "7.5" not in view_html(view) and "7.5" not in view_text(view)
     ledger = LedgerView(outside)
-    assert "Spent here: 0.5 credits" in repr(ledger)
+    assert "Guarded cells spent 0.5 credits (spent here)" in repr(ledger)
     assert "fell by 7 outside" in repr(ledger)  # told apart, not counted here
     assert "not counted as spent here" in ledger._repr_html_()
     assert spent_here(snap("10", spent=Decimal(3))) == 0
@@ -243,17 +243,44 @@ def test_backoff_schedule() -> None:
     assert not schedule.due(old, 60, time.monotonic())
 
 
+class StubPanel:
+    """What the scheduler sees of a panel, without widgets or the kernel's clock."""
+
+    def __init__(self, monitor: BalanceMonitor) -> None:
+        self.monitor = monitor
+        self.closed = False
+        self.auto_refresh = False
+        self.interval = 60.0
+        self.renders = 0
+
+    def render(self) -> None:
+        self.renders += 1
+
+    def tick(self) -> None:
+        self.render()
+
+    def close(self, timeout: float = 0) -> None:
+        self.closed = True
+
+
 def test_auto_refresh_is_off_by_default(monitor: BalanceMonitor, fake: FakeClient) -> None:
-    panel = ready(monitor)
+    panel = StubPanel(monitor)
     runtime = Runtime()
     later = time.monotonic() + 10_000
     assert runtime.auto_refresh([panel], later) == []  # off: nothing started
     panel.auto_refresh = True
     monitor.record(BalanceReading(Decimal(10), NOW, monotonic=time.monotonic() - 120))
     assert runtime.auto_refresh([panel], later) == [monitor]
+    assert runtime.auto_refresh([panel], later) == []  # one pending: no second request
     wait_for(lambda: not runtime.pending(monitor))
-    assert fake.calls == 2
+    assert fake.calls == 1
     assert runtime.auto_refresh([panel], time.monotonic()) == []  # fresh again
+    fake.fail = RodinError("down")
+    monitor.record(BalanceReading(Decimal(10), NOW, monotonic=time.monotonic() - 120))
+    runtime.request_refresh(monitor).join(10)
+    soon = time.monotonic() + 60
+    assert runtime.auto_refresh([panel], soon) == []  # one failure: waits 120 s, not 60
+    assert runtime.auto_refresh([panel], soon + 61) == [monitor]
     runtime.shutdown(5)
 
 

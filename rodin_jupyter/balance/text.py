@@ -205,7 +205,7 @@ class LedgerView:
                  format_credits(e.after), format_credits(e.spent)) for e in self.entries]
 
     def _summary(self) -> str:
-        line = f"Spent here: {format_credits(self.total)} credits."
+        line = f"Guarded cells spent {format_credits(self.total)} credits (spent here)."
         if self.elsewhere:
             line += (f" The balance also fell by {format_credits(self.elsewhere)} outside "
                      "these cells (not counted as spent here).")
