@@ -25,7 +25,8 @@ DOC_TIERS = {"Sketch": "0.5", "Regular": "0.5", "Detail": "0.5", "Smooth": "0.5"
 DOC_HIGHPACK = D("1.0")
 DOC_FLAT = {"/rodin_texture_only": D("0.5"), "/bang": D("0.5")}
 NO_TIER_MEANS = "Regular"
-ADDON_SPELLINGS = [None, "", "[]", '["HighPack"]', "HighPack", '["highpack"]']
+# On the wire addons is a JSON string (bare "HighPack" is a 500, see the contract suite).
+ADDON_SPELLINGS = [None, "", "[]", '["HighPack"]', '[ " HighPack " ]', '["highpack"]']
 Parts = list[tuple[str, tuple[str | None, bytes | str]]]
 FLAT_REQUESTS: dict[str, Parts] = {
     "/rodin_texture_only": [("image", ("a.png", b"png")), ("model", ("m.glb", b"glb"))],
@@ -103,6 +104,9 @@ def test_the_field_report_override_changes_both_the_same_way() -> None:
 @pytest.mark.parametrize("fields", [
     {"tier": "Gen-9"}, {"tier": "Gen 2"}, {"addons": '["LowPack"]'}, {"addons": '{"a": 1}'},
     {"addons": '["HighPack"]', "mesh_mode": "Raw"},
+    # mesh_mode is spelled exactly Raw or Quad by both; a repeated addon is refused by both
+    {"addons": '["HighPack"]', "mesh_mode": "raw"}, {"mesh_mode": "quad"}, {"mesh_mode": ""},
+    {"addons": '["HighPack", "HighPack"]'}, {"addons": '["HighPack", "highpack"]'},
 ], ids=str)
 def test_what_the_estimator_refuses_the_sandbox_refuses(sb: Sandbox,
                                                         fields: dict[str, str]) -> None:

@@ -88,7 +88,7 @@ def test_loopback_only() -> None:
         ({"tier": "Gen-2.5-High"}, "0.5"),
         ({"tier": "Gen-2.5-Extreme-High"}, "1.0"),
         ({"tier": "Regular", "addons": '["HighPack"]'}, "1.5"),
-        ({"tier": "Detail", "addons": "HighPack"}, "1.5"),
+        ({"tier": "Detail", "addons": '["highpack"]'}, "1.5"),
         ({"tier": "Gen-2.5-High", "texture_mode": "extreme-high"}, "0.5"),  # docs: +0
         (
             {

@@ -149,8 +149,13 @@ REFUSED_RODIN: list[dict[str, str]] = [
     {"geometry_file_format": "gltf"}, {"condition_mode": "merge"},
     {"bbox_condition": "[1, 2]"}, {"bbox_condition": '["a", "b", "c"]'},
     {"bbox_condition": "1,2,3"}, {"preview_render": "maybe"},
-    {"tier": "Gen-9"}, {"addons": '["LowPack"]'}, {"addons": "[not json"},
+    {"tier": "Gen-9"}, {"addons": '["LowPack"]'},
     {"addons": '["HighPack"]', "mesh_mode": "Raw"},  # the docs fix addons to none with Raw
+    # whole numbers in ASCII digits only
+    {"seed": "4_2"}, {"seed": "+5"}, {"seed": "\u0664\u0662"}, {"seed": "1e3"}, {"seed": "0x10"},
+    {"seed": "9" * 30}, {"mesh_mode": "raw"},
+    # an addon listed twice: whether the service bills it twice is documented nowhere
+    {"addons": '["HighPack", "HighPack"]'}, {"addons": '["HighPack", "highpack"]'},
 ]
 
 
@@ -173,6 +178,15 @@ def test_rodin_refuses_bad_shapes_without_charging(sb: Sandbox) -> None:
     for name in ("addons", "bbox_condition"):
         r = post(sb, "/rodin", [*form(prompt="x"), (name, (None, "1")), (name, (None, "2"))])
         assert r.status_code == 500
+    assert sb.charges == [] and sb.balance == Decimal(100)
+
+
+@pytest.mark.parametrize("addons", ["HighPack", "HighPack,HighPack", "[not json"])
+def test_addons_not_sent_as_a_json_string_is_a_500_without_charge(sb: Sandbox,
+                                                                   addons: str) -> None:
+    """RODIN_API.md: array fields must be sent as JSON strings, otherwise 500."""
+    r = post(sb, "/rodin", form(prompt="x", addons=addons))
+    assert r.status_code == 500 and r.json()["error"] == "INTERNAL_SERVER_ERROR"
     assert sb.charges == [] and sb.balance == Decimal(100)
 
 
@@ -213,6 +227,11 @@ def test_bang_accepts_an_asset_or_a_model(sb: Sandbox, files: Files,
     ([], {"strength": "5"}), ([], {"asset_id": "a", "strength": "1"}),
     ([], {"asset_id": "a", "strength": "13"}), ([], {"asset_id": "a"}),
     ([model_file()], {"strength": "x"}),
+    ([], {"asset_id": "a", "strength": "+5"}), ([], {"asset_id": "a", "strength": "4_2"}),
+    ([], {"asset_id": "a", "strength": "\u0665"}),
+    # a format the service does not make would be charged and then listed as a dead link
+    ([], {"asset_id": "a", "strength": "5", "geometry_file_format": "xyz"}),
+    ([], {"asset_id": "a", "strength": "5", "geometry_file_format": "webp"}),
 ], ids=str)
 def test_bang_refusals(sb: Sandbox, files: Files, fields: dict[str, str]) -> None:
     assert_refusal(post(sb, "/bang", [*files, *form(**fields)]), 400, "API_INVALID_REQUEST")
@@ -342,6 +361,16 @@ def test_download_lists_the_requested_format_and_a_preview(sb: Sandbox, fmt: str
     preview = requests.get(items[1]["url"], timeout=10)
     assert preview.headers["Content-Type"] == "image/webp"
     assert preview.content[:4] == b"RIFF" and preview.content[8:12] == b"WEBP"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_bang_serves_the_format_it_charged_for(sb: Sandbox, fmt: str) -> None:
+    created = submit(sb, "/bang", asset_id="a", strength="5", geometry_file_format=fmt)
+    wait_final(sb, created["jobs"]["subscription_key"])
+    items = post(sb, "/download", json={"task_uuid": created["uuid"]}).json()["list"]
+    assert items[0]["name"] == f"model.{fmt}"
+    for item in items:  # every listed link works: nothing charged for a dead link
+        assert requests.get(item["url"], timeout=10).status_code == 200
 
 
 def test_an_early_download_is_an_incomplete_list_not_a_refusal() -> None:

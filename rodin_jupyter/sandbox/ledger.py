@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from rodin_jupyter.errors import PricingError
-from rodin_jupyter.guard.pricing import PriceTable, price_request
+from rodin_jupyter.guard.pricing import AddonsNotJSONError, PriceTable, price_request
 
 Fields = Mapping[str, Sequence[object]]
 
@@ -33,21 +33,28 @@ class SandboxRequestError(Exception):
 def sandbox_price(endpoint: str, fields: Fields, prices: PriceTable | None = None) -> Decimal:
     """Credits the sandbox charges for one billable call, or SandboxRequestError if invalid.
 
-    ``addons`` sent as a real array (repeated form fields, or a JSON list in a JSON body)
-    makes the service answer 500, which looks retryable but is not; the sandbox copies that.
+    ``addons`` sent as a real array (repeated form fields, or a JSON list in a JSON body) or
+    as text that is not JSON (``HighPack``) makes the service answer 500, which looks
+    retryable but is not; the sandbox copies that.
     """
     addons = fields.get("addons") or []
     if len(addons) > 1 or (addons and not isinstance(addons[0], str)):
-        raise SandboxRequestError(
-            500,
-            "INTERNAL_SERVER_ERROR",
-            "Internal Server Error (addons must be sent as one JSON string, e.g. '[\"HighPack\"]')",
-        )
+        raise _addons_not_json()
     text = {name: [v for v in values if isinstance(v, str)] for name, values in fields.items()}
     try:
         return price_request(endpoint, text, prices)
+    except AddonsNotJSONError:
+        raise _addons_not_json() from None
     except PricingError as exc:
         raise SandboxRequestError(400, "API_INVALID_REQUEST", str(exc)[:300]) from None
+
+
+def _addons_not_json() -> SandboxRequestError:
+    return SandboxRequestError(
+        500,
+        "INTERNAL_SERVER_ERROR",
+        "Internal Server Error (addons must be sent as one JSON string, e.g. '[\"HighPack\"]')",
+    )
 
 
 def to_credits(value: str | int | float | Decimal) -> Decimal:
