@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from rodin_jupyter.balance.monitor import format_credits
 from rodin_jupyter.errors import RodinError
+from rodin_jupyter.sandbox.args import credits_arg, port_arg, scale_arg
 
 
 def _balance(args: argparse.Namespace) -> int:
@@ -75,11 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     balance.set_defaults(run=_balance)
 
     sandbox = commands.add_parser("sandbox", help="run a local Rodin-compatible API server")
-    sandbox.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    sandbox.add_argument("--port", type=port_arg, default=0, help="port (default: any free port)")
     sandbox.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    sandbox.add_argument("--balance", type=Decimal, default=Decimal(10),
+    sandbox.add_argument("--balance", type=credits_arg, default=Decimal(10),
                          help="starting credits (default: 10)")
-    sandbox.add_argument("--balance-scale", type=Decimal, default=Decimal(1), metavar="N",
+    sandbox.add_argument("--balance-scale", type=scale_arg, default=Decimal(1), metavar="N",
                          help="check_balance units per credit: 1 (default) or 10 (tenths)")
     sandbox.set_defaults(run=_sandbox)
 
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--notebook", default=None, help="notebook to run (default: quickstart)")
     demo.add_argument("--output", default=None,
                       help="where to save the executed copy (default: <name>.executed.ipynb)")
-    demo.add_argument("--balance", type=Decimal, default=Decimal(10),
+    demo.add_argument("--balance", type=credits_arg, default=Decimal(10),
                       help="sandbox starting credits (default: 10)")
     demo.set_defaults(run=_demo)
     return parser

@@ -8,9 +8,12 @@ extension being loaded (``display(BalancePanel())`` in a notebook that never ran
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 MIN_REFRESH_INTERVAL = 10.0
+BALANCE_SCALES = (Decimal(1), Decimal(10))
+"""The units a ``check_balance`` reading can be in: credits, or tenths of a credit (no
+source suggests another, and any other factor would only print odd fractions)."""
 
 
 @dataclass
@@ -40,10 +43,20 @@ settings = Settings()
 def balance_in_credits(reading: Decimal, scale: Decimal | None = None) -> Decimal:
     """The one place a ``check_balance`` number becomes credits (``settings.balance_scale``).
 
-    A non-positive or non-finite scale is refused here too: dividing by it would invent money.
+    A scale other than 1 or 10 is refused here too: dividing by it would invent money.
     """
-    factor = settings.balance_scale if scale is None else scale
-    if not factor.is_finite() or factor <= 0:
-        raise ValueError(f"balance_scale must be a positive number, not {factor}.")
+    factor = check_balance_scale(settings.balance_scale if scale is None else scale)
     return reading if factor == 1 else reading / factor
+
+
+def check_balance_scale(value: object) -> Decimal:
+    """``value`` as a scale (1 or 10), or a ValueError that says what to set instead."""
+    try:
+        factor = Decimal(str(value)) if not isinstance(value, (bool, Decimal)) else value
+    except (InvalidOperation, ValueError, TypeError):
+        factor = None
+    if not isinstance(factor, Decimal) or not factor.is_finite() or factor not in BALANCE_SCALES:
+        raise ValueError(f"balance_scale must be 1 (credits) or 10 (tenths of a credit), "
+                         f"not {str(value)[:40]!r}.")
+    return next(scale for scale in BALANCE_SCALES if scale == factor)
 

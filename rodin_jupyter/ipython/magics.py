@@ -12,7 +12,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Float, TraitError, Unicode, observe, validate
 
 from rodin_jupyter.balance.monitor import get_monitor
-from rodin_jupyter.balance.settings import MIN_REFRESH_INTERVAL, settings
+from rodin_jupyter.balance.settings import MIN_REFRESH_INTERVAL, check_balance_scale, settings
 from rodin_jupyter.balance.text import Balance, LedgerView
 from rodin_jupyter.errors import RodinError
 from rodin_jupyter.http.client import (
@@ -74,10 +74,10 @@ class RodinMagics(Magics):
 
     @validate("balance_scale")
     def _positive_scale(self, proposal: Any) -> float:
-        value = float(proposal["value"])
-        if not 0 < value < float("inf"):
-            raise TraitError("RodinMagics.balance_scale must be a positive number (1 or 10).")
-        return value
+        try:
+            return float(check_balance_scale(proposal["value"]))
+        except ValueError as exc:
+            raise TraitError(f"RodinMagics.{exc}") from None
 
     @validate("connect_timeout", "read_timeout", "deadline")
     def _positive_seconds(self, proposal: Any) -> float:

@@ -50,29 +50,29 @@ def _bad(message: str) -> SandboxRequestError:
 
 
 def _parse_multipart(body: bytes, boundary: str) -> ParsedBody:
-    """Split a multipart/form-data body by hand; exact bytes, no line-ending rewriting."""
+    """Split a multipart/form-data body by hand; exact bytes, no line-ending rewriting.
+
+    A delimiter is ``--boundary`` at a line start (CRLF before it, or the body's first byte),
+    as RFC 2046 says: the same bytes inside a value (``a--zz cube``) are content.
+    """
     result = ParsedBody(kind=MULTIPART)
-    delimiter = b"--" + boundary.encode("latin-1")
-    segments = body.split(delimiter)
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    segments = (b"\r\n" + body).split(delimiter)
     if len(segments) < 2:
         raise _bad("multipart body has no parts")
     header_parser = email.parser.BytesHeaderParser()
-    for segment in segments[1:]:
+    for segment in segments[1:]:  # segments[0] is the preamble
         if segment.startswith(b"--"):
             break  # closing delimiter
-        if segment.startswith(b"\r\n"):
-            segment = segment[2:]
-        elif segment.startswith(b"\n"):
-            segment = segment[1:]
-        if segment.endswith(b"\r\n"):
-            segment = segment[:-2]
-        elif segment.endswith(b"\n"):
-            segment = segment[:-1]
-        head, sep, content = segment.partition(b"\r\n\r\n")
-        if not sep:
-            head, sep, content = segment.partition(b"\n\n")
-        if not sep:
-            raise _bad("malformed multipart part")
+        padding, newline, part = segment.partition(b"\r\n")
+        if not newline or padding.strip(b" \t"):
+            raise _bad("malformed multipart delimiter line")
+        if part.startswith(b"\r\n"):
+            head, content = b"", part[2:]  # a part without headers
+        else:
+            head, sep, content = part.partition(b"\r\n\r\n")
+            if not sep:
+                raise _bad("malformed multipart part")
         headers = header_parser.parsebytes(head + b"\r\n\r\n")
         disposition = headers.get("content-disposition")
         if disposition is None:

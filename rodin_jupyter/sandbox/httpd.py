@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from .answers import Response
+from .routes import ROUTES
 
 if TYPE_CHECKING:
     from .server import Sandbox
@@ -51,6 +52,16 @@ def normalize_path(path: str) -> str:
     if len(path) > 1 and path.endswith("/"):
         path = path.rstrip("/") or "/"
     return path
+
+
+def path_for_log(path: str) -> str:
+    """A path safe to log: no query string, and only the documented endpoints by name
+    (any other path could be something a caller pasted, a key included)."""
+    bare = urlsplit(path).path
+    short = normalize_path(bare)
+    if short.startswith("/files/"):
+        return "/files/..."  # the token in a download link is not for logs either
+    return bare if short in ROUTES else "(unknown path)"
 
 
 def loopback_bind_address(host: str) -> str:
@@ -118,8 +129,20 @@ class SandboxHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go in separate writes: no 40 ms stall
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Never write to stderr; the request line holds no key, so DEBUG logging is safe."""
-        logger.debug("sandbox: " + format, *args)
+        """Never write to stderr, and never log the request line: a caller may have put the
+        key in its query string (``?key=...``), and error messages quote that line. DEBUG
+        gets the method, the path (see :func:`path_for_log`) and the status."""
+        status = args[0] if args and isinstance(args[0], int) else "-"
+        path = getattr(self, "path", None)
+        logger.debug("sandbox: %s %s -> %s", getattr(self, "command", None) or "-",
+                     path_for_log(path if isinstance(path, str) else ""), status)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self.log_message("%s", code if isinstance(code, int) else "-")
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """Nothing: ``send_error``'s message may quote the request line, and the
+        ``log_request`` that follows it logs the status anyway."""
 
     def do_GET(self) -> None:
         self._dispatch()

@@ -1,11 +1,14 @@
 """What the service does with each request: route, check, charge, answer.
 
 No sockets here: :class:`Service` turns (method, path, body) into a :class:`Response`, so
-every rule can be read in one place and the HTTP layer stays a thin shell around it.
+every rule can be read in one place and the HTTP layer stays a thin shell around it. It
+answers in two steps (:meth:`Service.gate`, then :meth:`Service.handle`) so that injected
+faults fall between them, on requests that reach an endpoint.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -42,12 +45,14 @@ class Service:
         self.balance_scale = balance_scale
         self.max_parallel = max_parallel
         self.origin = origin
+        self._submit_lock = threading.Lock()
 
-    def answer(self, method: str, path: str, is_api: bool, authorized: bool,
-               content_type: str | None, body: bytes) -> Response:
+    def gate(self, method: str, path: str, is_api: bool, authorized: bool) -> Response | None:
+        """The refusal for a request that never reaches an endpoint (unknown path, bad key,
+        wrong method), or None when it does: only then may an injected fault take it."""
         if not is_api:
             if method == "GET" and path.startswith("/files/"):
-                return self.serve_file(path)
+                return None
             return answers.refusal(404, "NOT_FOUND", f"No such path: {path[:80]}")
         if not authorized:
             return answers.unauthorized()
@@ -58,6 +63,13 @@ class Service:
             response = answers.refusal(405, "METHOD_NOT_ALLOWED", f"use {expected}")
             response.headers["Allow"] = expected
             return response
+        return None
+
+    def handle(self, path: str, is_api: bool, content_type: str | None,
+               body: bytes) -> Response:
+        """The endpoint's answer to a request :meth:`gate` let through."""
+        if not is_api:
+            return self.serve_file(path)
         if path == "/check_balance":
             return answers.balance(self.ledger.balance * self.balance_scale)
         try:
@@ -74,15 +86,16 @@ class Service:
         """Check the documented rules, price, refuse or charge, then start the task."""
         rules.check_generation(endpoint, parsed)
         price = sandbox_price(endpoint, parsed.fields, self.prices)
-        if self.max_parallel is not None and self.board.running() >= self.max_parallel:
-            return answers.refusal(201, answers.PARALLELISM_LIMIT)
         preview_job = endpoint == "/rodin" and rules.preview_render(parsed)
         task_uuid = str(uuid.uuid4())
-        if self.ledger.try_charge(task_uuid, endpoint, price) is None:
-            return answers.refusal(201, answers.INSUFFICIENT_FUNDS)
-        outcomes = self.plan.take_outcomes(2 if preview_job else 1)
-        task = self.board.create(task_uuid, endpoint, rules.geometry_format(parsed),
-                                 preview_job, outcomes)
+        with self._submit_lock:  # count, charge and create as one step: the limit holds
+            if self.max_parallel is not None and self.board.running() >= self.max_parallel:
+                return answers.refusal(201, answers.PARALLELISM_LIMIT)
+            if self.ledger.try_charge(task_uuid, endpoint, price) is None:
+                return answers.refusal(201, answers.INSUFFICIENT_FUNDS)
+            outcomes = self.plan.take_outcomes(2 if preview_job else 1)
+            task = self.board.create(task_uuid, endpoint, rules.geometry_format(parsed),
+                                     preview_job, outcomes)
         return answers.submitted(task.task_uuid, [j.uuid for j in task.jobs],
                                  task.subscription_key, price)
 

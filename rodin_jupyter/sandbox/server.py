@@ -17,12 +17,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from rodin_jupyter.balance.settings import check_balance_scale
 from rodin_jupyter.guard.pricing import PriceTable, load_prices
 
 from . import answers
 from .answers import Response
 from .faults import FaultPlan, make_fault
-from .httpd import API_PREFIX, Incoming, SandboxHTTPServer, loopback_bind_address, normalize_path
+from .httpd import (
+    API_PREFIX,
+    Incoming,
+    SandboxHTTPServer,
+    loopback_bind_address,
+    normalize_path,
+    path_for_log,
+)
 from .ledger import ChargeRecord, Ledger
 from .routes import Service
 from .tasks import DEFAULT_URL_TTL, FAILED, DownloadLinks, TaskBoard
@@ -51,7 +59,7 @@ class Sandbox:
     """Local Rodin API stand-in: ``with Sandbox() as sb: client(base_url=sb.base_url, ...)``.
 
     ``balance`` is in credits; ``balance_scale`` is how many ``check_balance`` units it
-    reports per credit (10 plays a service that reports tenths). ``prices`` overrides the
+    reports per credit: 1, or 10 to play a service that reports tenths. ``prices`` overrides the
     price table (a PriceTable or a mapping like ``DEFAULT_PRICES``; default: the package's
     table with ``RODIN_PRICES_FILE``). ``max_parallel`` refuses a submission while that many
     tasks run; ``url_ttl`` is how long a download link works.
@@ -73,9 +81,9 @@ class Sandbox:
             raise ValueError("api_key must be a non-empty string without whitespace")
         if job_seconds < 0:
             raise ValueError("job_seconds must be >= 0")
-        scale = Decimal(str(balance_scale))
-        if not scale.is_finite() or scale <= 0:
-            raise ValueError("balance_scale must be a positive number (1 or 10)")
+        scale = check_balance_scale(balance_scale)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be a whole number from 0 to 65535, not {port!r}")
         if max_parallel is not None and max_parallel < 1:
             raise ValueError("max_parallel must be >= 1 or None")
         if url_ttl < 0:
@@ -219,10 +227,12 @@ class Sandbox:
     ) -> None:
         """Answer the next ``times`` requests to ``path`` with this instead of the real answer.
 
-        ``path`` None matches any path; ``times`` None lasts until clear_faults(). Faulted
-        requests are recorded and never charge. Extension: ``status=None`` lets the real
-        handler run (and charge) and then applies only ``delay``/``drop`` -- the
-        "charged, but the answer never arrived" case a safe client must survive.
+        ``path`` None matches any path; ``times`` None lasts until clear_faults(). Only a
+        request that reaches an endpoint (right key, known path and method) takes a fault;
+        the others get their usual 401/404/405. Faulted requests are recorded and never
+        charge. Extension: ``status=None`` lets the real handler run (and charge) and then
+        applies only ``delay``/``drop`` -- the "charged, but the answer never arrived" case
+        a safe client must survive.
         """
         self._plan.add(make_fault(None if path is None else normalize_path(path), status,
                                   body, content_type, delay, times, headers, drop))
@@ -271,7 +281,10 @@ class Sandbox:
                                        "could not read the request body")
             self._record(method, path, response.status, authorized, at)
             return response
-        fault = self._plan.take(path)
+        refused = self._service.gate(method, path, is_api, authorized)
+        # Faults take only requests that reach an endpoint: a bad key or a stray path
+        # must not use up the fault a test set for the real call.
+        fault = self._plan.take(path) if refused is None else None
         if fault is not None and fault.status is not None:
             # Recorded before the delay so tests see it even when the client timed out.
             self._record(method, path, 0 if fault.drop else fault.status, authorized, at)
@@ -279,8 +292,8 @@ class Sandbox:
                 return None
             return Response(fault.status, fault.body, fault.content_type, dict(fault.headers))
         try:
-            response = self._service.answer(method, path, is_api, authorized,
-                                            incoming.content_type, incoming.body)
+            response = refused if refused is not None else self._service.handle(
+                path, is_api, incoming.content_type, incoming.body)
         except Exception:
             logger.debug("sandbox handler failed", exc_info=True)
             response = answers.refusal(500, "API_UNKNOWN", "sandbox internal error")
@@ -306,7 +319,7 @@ class Sandbox:
         """
         with self._lock:
             self._requests.append(RequestRecord(method, path, status, at, authorized))
-        logger.debug("sandbox %s %s -> %s", method, path, status)
+        logger.debug("sandbox %s %s -> %s", method, path_for_log(path), status)
 
     def _pause(self, seconds: float) -> bool:
         """Sleep, but wake at once when stop() is called; True means stopping (hang up)."""
