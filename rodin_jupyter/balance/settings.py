@@ -1,14 +1,16 @@
-"""Thresholds and timings every face reads; ``%config RodinMagics`` writes them.
+"""Thresholds and timings every face reads; ``%config RodinMagics`` / ``RodinGuard`` write them.
 
 A plain object rather than traitlets so the panel and the guard can read it without the
 extension being loaded (``display(BalancePanel())`` in a notebook that never ran
-``%load_ext``).
+``%load_ext``). Each name has one meaning: the panel's thresholds and the guard's rules are
+separate fields.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 MIN_REFRESH_INTERVAL = 10.0
 BALANCE_SCALES = (Decimal(1), Decimal(10))
@@ -35,6 +37,24 @@ class Settings:
     balance_scale: Decimal = Decimal(1)
     """How many ``check_balance`` units make one credit: 1 (credits, as documented) or 10 if
     the service reports tenths (a 0.5-credit generation then drops the reading by 5)."""
+
+    # -- the send-time guard (``%config RodinGuard``) --------------------------------------
+
+    guard_reserve: Decimal = Decimal(0)
+    """Credits the guard always leaves on the balance."""
+
+    guard_on_error: str = "block"
+    """When the balance cannot be read: 'block' the billable request, or 'allow' it."""
+
+    guard_reading_max_age: float = 60.0
+    """Seconds one of the guard's own readings, less this kernel's spend since, may prove
+    a request affordable; older, or not enough, and the balance is read fresh."""
+
+    guard_prices: dict[str, Any] = field(default_factory=dict)
+    """Price overrides merged over the defaults and ``RODIN_PRICES_FILE``."""
+
+    base_url: str = ""
+    """``RodinMagics.base_url`` as configured (empty: ``RODIN_API_BASE`` / the service)."""
 
 
 settings = Settings()

@@ -1,29 +1,34 @@
-"""``%rodin_guard`` / ``%%rodin_guard`` and the settings behind ``%config RodinGuard``."""
+"""``%rodin_guard``, ``%%rodin_guard``, ``%rodin_budget`` and ``%config RodinGuard``.
+
+The traits forward to the core settings (:mod:`rodin_jupyter.balance.settings`) and to the
+send-time guard's account: there is one copy of each value.
+"""
 
 from __future__ import annotations
 
-import ast
-from datetime import datetime, timezone
+import sys
 from decimal import Decimal
 from typing import Any
 
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Dict, Enum, Float, List, TraitError, Unicode, observe, validate
+from traitlets import Bool, Dict, Enum, Float, TraitError, observe, validate
 
-from rodin_jupyter.balance.monitor import LedgerEntry, format_credits, get_monitor
+from rodin_jupyter.balance.ledger import get_ledger
+from rodin_jupyter.balance.monitor import format_credits
+from rodin_jupyter.balance.settings import settings
 from rodin_jupyter.errors import PricingError
-from rodin_jupyter.guard.cell_analysis import CellAnalyzer
+from rodin_jupyter.guard.decision import GuardBlocked
 from rodin_jupyter.guard.pricing import PriceTable, estimate_cost, load_prices
+from rodin_jupyter.guard.sendtime import get_guard
 from rodin_jupyter.ipython.cell_errors import CellStopped
-from rodin_jupyter.ipython.cell_guard import (
-    AutoGuard,
-    GuardBlocked,
-    GuardConfig,
-    estimate_sites,
-    read_balance_for,
-)
+from rodin_jupyter.ipython.cell_guard import NotebookSide
 from rodin_jupyter.ipython.magics import parse_credits
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(text + "\n")
 
 
 class GuardedCellFailed(CellStopped):
@@ -32,39 +37,33 @@ class GuardedCellFailed(CellStopped):
 
 @magics_class
 class RodinGuard(Magics):
-    """Stops Hyper3D Rodin generation cells when the balance cannot cover them.
+    """Checks each billable Hyper3D Rodin request as it is sent. ``%config RodinGuard``."""
 
-    Settings: ``%config RodinGuard``.
-    """
-
-    enabled = Bool(False, help="Check generation cells automatically (%rodin_guard on/off).").tag(
+    enabled = Bool(False, help="Check billable requests at send time (%rodin_guard on/off).").tag(
         config=True)
-    functions = List(Unicode(), help="Extra function names whose calls spend credits, e.g. "
-                     "['submit', 'client.generate'].").tag(config=True)
     prices = Dict(help="Price overrides merged over the defaults and RODIN_PRICES_FILE, e.g. "
                   "{'tiers': {'Gen-2': '0.6'}, 'addons': {'HighPack': '1.5'}}.").tag(config=True)
     on_error = Enum(["block", "allow"], "block",
-                    help="When the balance cannot be read: 'block' the cell (default) or "
+                    help="When the balance cannot be read: 'block' the request (default) or "
                          "'allow' it with a warning.").tag(config=True)
-    reserve = Float(0.0, help="Credits to keep: a cell needs its cost plus this.").tag(
+    reserve = Float(0.0, help="Credits to keep: a request needs its price plus this.").tag(
         config=True)
-    minimum = Float(None, allow_none=True,
-                    help="Credits assumed per generation call at least (its floor when the "
-                         "cell does not show tier/addons). None: RodinMagics.min_balance.").tag(
-        config=True)
-    cache_ttl = Float(0.0, help="Seconds a balance reading may be reused by the automatic "
-                      "guard. 0 (default): read it fresh for every generation cell.").tag(
-        config=True)
-    learn = Bool(True, help="Learn helper functions and URL variables defined in cells that "
-                 "name a generation endpoint, and guard their later use.").tag(config=True)
+    reading_max_age = Float(60.0, help="Seconds one of the guard's balance readings, less "
+                            "what this kernel spent since, may prove a request affordable; "
+                            "otherwise the balance is read fresh.").tag(config=True)
+    budget = Float(None, allow_none=True, help="Credits this kernel may spend from load on "
+                   "(None: no budget). %rodin_budget sets it from now on.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        # Before super().__init__: config (c.RodinGuard.enabled = True) is applied there.
-        self.guard = AutoGuard(shell, GuardConfig())
+        self.guard = get_guard()
+        self.side = NotebookSide(shell)
         super().__init__(shell=shell, **kwargs)
         self._push_config()
+        self.guard.account.set_budget(None if self.budget is None
+                                      else Decimal(str(self.budget)))
+        self.side.attach()
         if self.enabled:
-            self.guard.install()
+            self._install()
 
     # -- settings ----------------------------------------------------------------------
 
@@ -76,71 +75,82 @@ class RodinGuard(Magics):
             raise TraitError(str(exc)) from None
         return proposal["value"]
 
-    @validate("reserve", "cache_ttl")
+    @validate("reserve", "reading_max_age", "budget")
     def _non_negative(self, proposal: Any) -> Any:
-        if proposal["value"] < 0:
-            raise TraitError(f"{proposal['trait'].name} must be >= 0")
-        return proposal["value"]
+        value = proposal["value"]
+        if value is not None and not value >= 0:
+            raise TraitError(f"RodinGuard.{proposal['trait'].name} must be >= 0")
+        return value
 
-    @observe("functions", "prices", "on_error", "reserve", "minimum", "cache_ttl", "learn")
+    @observe("prices", "on_error", "reserve", "reading_max_age")
     def _guard_settings_changed(self, change: Any) -> None:
         self._push_config()
+
+    @observe("budget")
+    def _budget_changed(self, change: Any) -> None:
+        new = change["new"]
+        self.guard.account.set_budget(None if new is None else Decimal(str(new)))
 
     @observe("enabled")
     def _enabled_changed(self, change: Any) -> None:
         if change["new"]:
-            self.guard.install()
+            self._install()
         else:
-            self.guard.uninstall()
+            self._uninstall()
 
     def _push_config(self) -> None:
-        cfg = self.guard.config
-        cfg.functions = tuple(self.functions)
-        cfg.prices = dict(self.prices)
-        cfg.on_error = str(self.on_error)
-        cfg.reserve = Decimal(str(self.reserve))
-        cfg.minimum = None if self.minimum is None else Decimal(str(self.minimum))
-        cfg.cache_ttl = float(self.cache_ttl)
-        cfg.learn = bool(self.learn)
+        settings.guard_prices = dict(self.prices)
+        settings.guard_on_error = str(self.on_error)
+        settings.guard_reserve = Decimal(str(self.reserve))
+        settings.guard_reading_max_age = float(self.reading_max_age)
+
+    def _install(self) -> None:
+        self.guard.install()
+        self.side.install()
+
+    def _uninstall(self) -> None:
+        self.guard.uninstall()
+        self.side.uninstall()
 
     @property
     def _ip(self) -> Any:
         return self.shell
 
     def unload(self) -> None:
-        """``%unload_ext``: remove the gate, the AST transformer and the event callback."""
-        self.guard.uninstall()
+        """``%unload_ext``: every hooked attribute back, the shell check out."""
+        self._uninstall()
+        self.side.detach()
 
     # -- %rodin_guard / %%rodin_guard ----------------------------------------------------
 
     @magic_arguments()
     @argument("action", nargs="?", choices=["on", "off", "status"],
-              help="Line form: turn the automatic guard on or off, or show its status.")
+              help="Line form: turn the send-time guard on or off, or show its status.")
     @argument("--cost", metavar="N", help="Cell form: the cell costs N credits.")
-    @argument("--tier", metavar="T", help="Cell form: estimate from this tier (e.g. Gen-2).")
+    @argument("--tier", metavar="T", help="Cell form: price from this tier (e.g. Gen-2).")
     @argument("--addons", metavar="A", help="Cell form: addons, e.g. HighPack or "
               "'[\"HighPack\"]'.")
     @argument("--texture-mode", metavar="M", help="Cell form: texture_mode, e.g. extreme-high.")
     @argument("--endpoint", metavar="E", help="Cell form: rodin (default), "
               "rodin_texture_only or bang.")
     @argument("--count", metavar="K", type=int, help="Cell form: number of generations.")
-    @argument("--reserve", metavar="R", help="Credits to keep besides the cost.")
-    @argument("--min", metavar="N", dest="minimum",
-              help="Line form: credits assumed per generation call at least.")
+    @argument("--reserve", metavar="R", help="Credits to keep besides the price.")
     @argument("--on-error", choices=["block", "allow"],
               help="When the balance cannot be read: block (default) or allow with a warning.")
     @line_cell_magic
     def rodin_guard(self, line: str = "", cell: str | None = None) -> None:
-        """Guard Hyper3D Rodin generation cells against a short balance.
+        """Guard Hyper3D Rodin spending.
 
-        ``%rodin_guard on [--min N] [--reserve R] [--on-error block|allow]``: check every
-        cell that calls /rodin, /rodin_texture_only or /bang (or a configured function)
-        before it runs; a cell the balance cannot cover is not run, and Run All stops.
-        ``%rodin_guard off`` turns that off; ``%rodin_guard`` shows the status.
+        ``%rodin_guard on [--reserve R] [--on-error block|allow]``: from now on every POST to
+        /rodin, /rodin_texture_only or /bang this kernel sends (requests, urllib3, urllib,
+        http.client, httpx; any thread) is priced from its own fields and goes out only if
+        the balance less the reserve and what is in flight covers it, and the budget
+        allows it; otherwise GuardBlocked stops the cell in one line. ``%rodin_guard off``
+        removes the hooks; ``%rodin_guard`` shows the status.
 
-        ``%%rodin_guard --cost N`` or ``%%rodin_guard --tier T [--addons A] [--count K]``
-        (``--reserve R``): read the balance now and run the cell body only if it covers
-        the cost. Without --cost/--tier the cost is estimated from the body.
+        ``%%rodin_guard --cost N`` or ``%%rodin_guard --tier T [--addons A] [--count K]``:
+        read the balance now and run the body only if it covers the whole batch (each
+        request in it is still checked as it is sent).
         """
         try:
             args = parse_argstring(self.rodin_guard, line)
@@ -160,78 +170,113 @@ class RodinGuard(Magics):
                               "(%%rodin_guard).")
         if args.action == "off":
             self.enabled = False
-            print("Rodin guard off: generation cells run without a balance check.")
+            print("Rodin guard off: billable requests go out unchecked.")
             return
         if args.action == "on":
-            if args.minimum is not None:
-                self.minimum = float(parse_credits(args.minimum, "--min"))
             if args.reserve is not None:
                 self.reserve = float(parse_credits(args.reserve, "--reserve"))
             if args.on_error is not None:
                 self.on_error = args.on_error
             self.enabled = True
-            cfg = self.guard.config
-            print("Rodin guard on: a generation cell runs only if the balance covers its "
-                  f"estimated cost (at least {format_credits(cfg.min_cost())} per call)"
-                  + (f" + {format_credits(cfg.reserve)} reserve" if cfg.reserve else "")
-                  + f"; if the balance cannot be read: {cfg.on_error}.")
+            print("Rodin guard on: each billable request goes out only if the balance"
+                  + (f" less {format_credits(settings.guard_reserve)} reserve"
+                     if settings.guard_reserve else "")
+                  + " covers its price" + (" and the budget allows it"
+                                           if self.budget is not None else "")
+                  + f"; if the balance cannot be read: {settings.guard_on_error}.")
             return
-        if args.minimum is not None or args.reserve is not None or args.on_error is not None:
-            raise CellStopped("--min, --reserve and --on-error go with `%rodin_guard on`.")
-        print(self.guard.status())
+        if args.reserve is not None or args.on_error is not None:
+            raise CellStopped("--reserve and --on-error go with `%rodin_guard on`.")
+        print(self.status())
 
-    def _cell_cost(self, args: Any, cell: str) -> tuple[Decimal, str]:
-        prices = load_prices(self.guard.config.prices)
+    def status(self) -> str:
+        account, ledger = self.guard.account, get_ledger()
+        sent = [e for e in ledger.entries() if e.status == "sent"]
+        budget = account.budget_left()
+        return "\n".join([
+            f"Rodin guard: {'on' if self.guard.active else 'off'} (checked at send time; "
+            f"reserve {format_credits(settings.guard_reserve)}; on error: "
+            f"{settings.guard_on_error}; budget: "
+            + ("none" if budget is None else f"{format_credits(budget)} left") + ").",
+            f"Billable requests checked: {self.guard.checked}; sent {len(sent)} for "
+            f"{format_credits(ledger.total())} credits; in flight "
+            f"{format_credits(account.in_flight)}.",
+        ])
+
+    def _cell_cost(self, args: Any) -> tuple[Decimal, str]:
+        prices = load_prices(settings.guard_prices)
         explicit = [args.tier, args.addons, args.texture_mode, args.endpoint, args.count]
         if args.cost is not None:
             if any(v is not None for v in explicit):
                 raise CellStopped("--cost is the whole cell's cost; do not combine it with "
                                   "--tier/--addons/--texture-mode/--endpoint/--count.")
-            return parse_credits(args.cost, "--cost"), ""
-        if any(v is not None for v in explicit):
-            count = 1 if args.count is None else args.count
-            cost = estimate_cost(args.tier, args.addons, args.texture_mode,
-                                 args.endpoint or "rodin", count, prices)
-            return cost, f"{count} generation{'s' if count != 1 else ''}"
-        minimum = self.guard.config.min_cost()
-        try:
-            code = self._ip.input_transformer_manager.transform_cell(cell)
-            module = ast.parse(code)
-        except (SyntaxError, ValueError):
-            return minimum, "estimated"  # the body's own SyntaxError shows when it runs
-        analysis = CellAnalyzer(self.guard.config.functions, self.guard.learned_functions,
-                                self.guard.learned_urls, self._ip.user_ns,
-                                self._ip.input_transformer_manager.transform_cell,
-                                learn=False).analyze(module)
-        if not analysis.sites:
-            return minimum, "no generation call recognised; the minimum"
-        estimate = estimate_sites(analysis.sites, prices, minimum)
-        return estimate.total, estimate.describe()
+            return parse_credits(args.cost, "--cost"), "this cell"
+        if not any(v is not None for v in explicit):
+            raise CellStopped("%%rodin_guard needs --cost N or --tier T [--count K]: the "
+                              "upfront check does not guess a cell's cost.")
+        count = 1 if args.count is None else args.count
+        cost = estimate_cost(args.tier, args.addons, args.texture_mode,
+                             args.endpoint or "rodin", count, prices)
+        return cost, f"this cell ({count} generation{'s' if count != 1 else ''})"
 
     def _cell(self, args: Any, cell: str) -> None:
-        if args.action is not None or args.minimum is not None:
-            raise CellStopped("In the cell form use --cost N or --tier T (not on/off/--min).")
+        if args.action is not None:
+            raise CellStopped("In the cell form use --cost N or --tier T (not on/off).")
         try:
-            cost, detail = self._cell_cost(args, cell)
+            cost, what = self._cell_cost(args)
         except PricingError as exc:
-            raise GuardBlocked(f"{str(exc).rstrip('.')}: cell not run") from None
-        cfg = self.guard.config
+            raise GuardBlocked(f"guard: {str(exc).rstrip('.')}: cell not run") from None
         reserve = (parse_credits(args.reserve, "--reserve") if args.reserve is not None
-                   else cfg.reserve)
-        on_error = args.on_error or cfg.on_error
-        # Always a fresh reading: the explicit guard exists to be sure right now.
-        reading = read_balance_for(cost, reserve, on_error, 0.0, detail)
-        at = datetime.now(timezone.utc)
-        with self.guard.suspended():
+                   else settings.guard_reserve)
+        on_error = args.on_error or settings.guard_on_error
+        self.guard.account.check_upfront(cost, what, reserve, on_error, _warn)
+        was_on = self.guard.active
+        self.guard.install()  # the body's requests are checked as they are sent, too
+        try:
             result = self._ip.run_cell(cell)
-        if reading is not None:
-            try:
-                after: Decimal | None = get_monitor().refresh().balance
-            except Exception:
-                after = None
-            label = f"In [{max(0, self._ip.execution_count - 1)}] %%rodin_guard"
-            get_monitor().add_ledger_entry(LedgerEntry(label, cost, reading.balance, after, at))
+        finally:
+            if not was_on:
+                self.guard.uninstall()
         if result is not None and not result.success:
             error = result.error_in_exec or result.error_before_exec
+            if isinstance(error, GuardBlocked):
+                raise GuardedCellFailed(f"the guarded cell stopped: {error}")
             name = type(error).__name__ if error is not None else "an error"
             raise GuardedCellFailed(f"the guarded cell failed ({name}); see above.")
+
+    # -- %rodin_budget -----------------------------------------------------------------
+
+    @line_magic
+    def rodin_budget(self, line: str = "") -> None:
+        """``%rodin_budget 5``: this kernel may spend at most 5 more credits (checked at send
+        time with the balance); ``%rodin_budget`` shows spent and left; ``%rodin_budget off``.
+        """
+        text = line.strip()
+        account = self.guard.account
+        if text in ("off", "none"):
+            self.budget = None
+            print("Rodin budget off.")
+            return
+        if text:
+            try:
+                value = Decimal(text)
+            except ArithmeticError:
+                value = Decimal(-1)
+            if not value.is_finite() or value < 0:
+                raise UsageError(f"%rodin_budget takes a number of credits >= 0 or 'off', "
+                                 f"not {text!r}.")
+            if self.budget == float(value):  # the observer would not fire: restart it here
+                account.set_budget(value)
+            self.budget = float(value)
+            account.set_budget(value)
+            print(f"Rodin budget: {format_credits(value)} credits from now on.")
+            return
+        if account.budget is None:
+            print(f"No Rodin budget set; sent this session: "
+                  f"{format_credits(get_ledger().total())} credits.")
+            return
+        left = account.budget_left()
+        print(f"Rodin budget: {format_credits(account.budget)} credits; spent "
+              f"{format_credits(account.budget_spent())}, in flight "
+              f"{format_credits(account.in_flight)}, left "
+              f"{format_credits(max(left or Decimal(0), Decimal(0)))}.")

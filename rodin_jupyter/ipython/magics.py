@@ -11,9 +11,10 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Float, TraitError, Unicode, observe, validate
 
+from rodin_jupyter.balance.ledger import LedgerView, get_ledger
 from rodin_jupyter.balance.monitor import get_monitor
 from rodin_jupyter.balance.settings import MIN_REFRESH_INTERVAL, check_balance_scale, settings
-from rodin_jupyter.balance.text import Balance, LedgerView
+from rodin_jupyter.balance.text import Balance
 from rodin_jupyter.errors import RodinError
 from rodin_jupyter.http.client import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -105,6 +106,7 @@ class RodinMagics(Magics):
         connect, read = self.connect_timeout, min(self.read_timeout, DEFAULT_READ_TIMEOUT)
         deadline = self.deadline
         settings.balance_scale = Decimal(str(self.balance_scale))  # a new unit: fresh readings
+        settings.base_url = self.base_url  # the send-time guard watches this base too
 
         def factory() -> RodinClient:
             return RodinClient(base_url=base, connect_timeout=connect, read_timeout=read,
@@ -126,7 +128,7 @@ class RodinMagics(Magics):
     @argument("--sidecar", action="store_true",
               help="Show the panel in JupyterLab's side area (needs the sidecar extra).")
     @argument("--ledger", action="store_true",
-              help="Show what guarded cells spent, and the session total.")
+              help="Show each billable request the guard let out (with --json: as JSON).")
     @line_magic
     def rodin_balance(self, line: str = "") -> Any:
         """Show your Hyper3D Rodin credit balance.
@@ -140,7 +142,11 @@ class RodinMagics(Magics):
             raise CellStopped(str(exc).splitlines()[-1]) from None
         monitor = get_monitor()
         if args.ledger:
-            return LedgerView(monitor.snapshot())
+            view = LedgerView(get_ledger())
+            if args.json:
+                sys.stdout.write(view.json_text() + "\n")
+                return None
+            return view
         if args.panel or args.sidecar:
             from rodin_jupyter.widgets.side import show_panel
 

@@ -1,0 +1,304 @@
+"""The send-time guard: every billable request is checked as it is sent, however made.
+
+Hooks sit where requests leave the process: ``requests.Session.send`` (any adapter),
+urllib3's ``HTTPConnectionPool.urlopen``, ``http.client.HTTPConnection.request`` (urllib.
+request, raw http.client) and ``httpx.Client.send`` / ``AsyncClient.send`` when httpx is
+importable. A thread-local depth marks a request already checked by an outer hook, so a
+request is checked and recorded once. Everything else passes after a method test.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import json
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from rodin_jupyter.balance.ledger import SpendEntry, get_ledger
+from rodin_jupyter.balance.monitor import get_monitor
+from rodin_jupyter.balance.settings import settings
+from rodin_jupyter.errors import PricingError
+from rodin_jupyter.guard.body import PRICE_FIELDS, UnreadableBody, header, read_fields
+from rodin_jupyter.guard.decision import Account, GuardBlocked, Ticket, billable_endpoint
+from rodin_jupyter.guard.pricing import load_prices, parse_addons, price_request
+
+_depth = threading.local()
+
+
+def _inside() -> bool:
+    return getattr(_depth, "n", 0) > 0
+
+
+class Pending:
+    """A billable request that went out: its credits held, its ledger entry open."""
+
+    def __init__(self, guard: SendTimeGuard, ticket: Ticket, entry: SpendEntry) -> None:
+        self.guard, self.ticket, self.entry = guard, ticket, entry
+
+    def done(self, status: int | None, body: bytes | None) -> None:
+        """Settle from the answer: refused (4xx, or an error in a 2xx body) is not spent."""
+        answer: dict[str, Any] = {}
+        if body:
+            try:
+                parsed = json.loads(body)
+                answer = parsed if isinstance(parsed, dict) else {}
+            except ValueError:
+                answer = {}
+        uuid = answer.get("uuid") if isinstance(answer.get("uuid"), str) else None
+        consumed = None
+        try:
+            if answer.get("consumed") is not None:
+                consumed = Decimal(str(answer["consumed"]))
+        except InvalidOperation:
+            consumed = None
+        if status is None or status >= 500:
+            outcome = "failed"
+        elif status >= 400 or answer.get("error"):
+            outcome = "refused"
+        else:
+            outcome = "sent"
+        self.guard.account.settle(self.ticket, charged=outcome != "refused",
+                                  accepted=outcome == "sent")
+        get_ledger().close(self.entry, outcome, uuid, consumed)
+
+    def failed(self) -> None:
+        """The request raised midway: it may have been charged, so it stays counted."""
+        self.guard.account.settle(self.ticket, charged=True, accepted=False)
+        get_ledger().close(self.entry, "failed")
+
+
+def _read_balance() -> Decimal:
+    return get_monitor().refresh().balance
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+class SendTimeGuard:
+    """Installs the hooks and decides for each billable request (one per process)."""
+
+    def __init__(self) -> None:
+        self.account = Account(_read_balance)
+        self.account.on_drop = self._reconcile
+        self._saved: list[tuple[Any, str, Any]] = []
+        self._lock = threading.Lock()
+        self._http_pending: weakref.WeakKeyDictionary[Any, Pending] = \
+            weakref.WeakKeyDictionary()
+        self.checked = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self._saved)
+
+    # -- the decision -------------------------------------------------------------------
+
+    def admit(self, method: str | bytes, url: str, content_type: str | None,
+              body: object) -> Pending | None:
+        """None for a request that is not billable; else hold its price or GuardBlocked."""
+        endpoint = billable_endpoint(method, url)
+        if endpoint is None:
+            return None
+        self.checked += 1
+        what = f"POST /{endpoint}"
+        try:
+            fields = read_fields(content_type, body)
+            price = price_request(endpoint, fields, load_prices(settings.guard_prices))
+        except UnreadableBody as exc:
+            raise GuardBlocked(f"guard: {what} not sent: {exc}") from None
+        except PricingError as exc:
+            raise GuardBlocked(f"guard: {what} not sent: {str(exc).rstrip('.')}") from None
+        priced = self._priced_fields(fields)
+        if priced.get("tier"):
+            what += f" (tier {priced['tier']})"
+        ticket = self.account.admit(price, what, settings.guard_reserve,
+                                    settings.guard_on_error, _warn)
+        return Pending(self, ticket, get_ledger().open(endpoint, priced, price))
+
+    @staticmethod
+    def _priced_fields(fields: dict[str, list[str]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in sorted(PRICE_FIELDS & set(fields)):
+            values = fields[name]
+            if name == "addons":
+                out[name] = parse_addons(values[0]) if values else []
+            elif values:
+                out[name] = values[0]
+        return out
+
+    def _reconcile(self, drop: Decimal, priced: Decimal) -> None:
+        note = get_ledger().reconcile(drop, priced)
+        if note:
+            _warn(f"rodin_jupyter: {note}")
+
+    # -- install / uninstall: each hook remembers exactly what it replaced ------------------
+
+    def install(self) -> None:
+        with self._lock:
+            if self._saved:
+                return
+            self._patch(http.client.HTTPConnection, "request", self._hook_http_request)
+            self._patch(http.client.HTTPConnection, "putrequest", self._hook_putrequest)
+            self._patch(http.client.HTTPConnection, "getresponse", self._hook_getresponse)
+            for module, owner, name, make in (
+                    ("urllib3.connectionpool", "HTTPConnectionPool", "urlopen",
+                     self._hook_urlopen),
+                    ("requests.sessions", "Session", "send", self._hook_requests),
+                    ("httpx", "Client", "send", self._hook_httpx),
+                    ("httpx", "AsyncClient", "send", self._hook_httpx_async)):
+                try:
+                    cls = getattr(importlib.import_module(module), owner)
+                except (ImportError, AttributeError):
+                    continue
+                self._patch(cls, name, make)
+
+    def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+        original = owner.__dict__[name]
+        wrapper = make(original)
+        wrapper.__wrapped__ = original
+        wrapper.__name__ = getattr(original, "__name__", name)
+        wrapper.__doc__ = getattr(original, "__doc__", None)
+        setattr(owner, name, wrapper)
+        self._saved.append((owner, name, original))
+
+    def uninstall(self) -> None:
+        """Put back every attribute exactly (the same objects that were there)."""
+        with self._lock:
+            for owner, name, original in reversed(self._saved):
+                setattr(owner, name, original)
+            self._saved.clear()
+
+    # -- the hooks --------------------------------------------------------------------------
+
+    def _guarded_call(self, pending: Pending | None, call: Callable[[], Any],
+                      answer: Callable[[Any], tuple[int | None, bytes | None]] | None) -> Any:
+        _depth.n = getattr(_depth, "n", 0) + 1
+        try:
+            result = call()
+        except BaseException:
+            if pending is not None:
+                pending.failed()
+            raise
+        finally:
+            _depth.n -= 1
+        if pending is not None and answer is not None:
+            try:
+                status, body = answer(result)
+            except Exception:
+                status, body = None, None
+            pending.done(status, body)
+        return result
+
+    def _hook_requests(self, original: Any) -> Any:
+        def send(session: Any, request: Any, **kwargs: Any) -> Any:
+            if _inside() or request.method != "POST":
+                return original(session, request, **kwargs)
+            pending = self.admit(request.method, request.url,
+                                 request.headers.get("Content-Type"), request.body)
+            return self._guarded_call(pending, lambda: original(session, request, **kwargs),
+                                      lambda r: (r.status_code, r.content))
+        return send
+
+    def _hook_urlopen(self, original: Any) -> Any:
+        def urlopen(pool: Any, method: str, url: str, body: Any = None, headers: Any = None,
+                    *args: Any, **kwargs: Any) -> Any:
+            if _inside() or str(method).upper() != "POST":
+                return original(pool, method, url, body, headers, *args, **kwargs)
+            full = url if "://" in url else f"{pool.scheme}://{pool.host}:{pool.port}{url}"
+            pending = self.admit(method, full, header(headers, "Content-Type"), body)
+            preload = kwargs.get("preload_content", True)
+            return self._guarded_call(
+                pending, lambda: original(pool, method, url, body, headers, *args, **kwargs),
+                lambda r: (r.status, r.data if preload else None))
+        return urlopen
+
+    @staticmethod
+    def _conn_url(conn: Any, url: str) -> str:
+        if "://" in url:
+            return url
+        scheme = "https" if isinstance(conn, http.client.HTTPSConnection) else "http"
+        return f"{scheme}://{conn.host}:{conn.port}{url}"
+
+    def _hook_http_request(self, original: Any) -> Any:
+        def request(conn: Any, method: str, url: str, body: Any = None, headers: Any = None,
+                    *args: Any, **kwargs: Any) -> Any:
+            headers = {} if headers is None else headers
+            if _inside() or str(method).upper() != "POST":
+                return original(conn, method, url, body, headers, *args, **kwargs)
+            pending = self.admit(method, self._conn_url(conn, url),
+                                 header(headers, "Content-Type"), body)
+            if pending is not None:
+                self._http_pending[conn] = pending  # settled by getresponse
+            return self._guarded_call(
+                pending, lambda: original(conn, method, url, body, headers, *args, **kwargs),
+                None)
+        return request
+
+    def _hook_putrequest(self, original: Any) -> Any:
+        def putrequest(conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if not _inside() and billable_endpoint(method, self._conn_url(conn, url)):
+                raise GuardBlocked("guard: a POST to a generation endpoint sent piece by piece "
+                                   "(putrequest/send) cannot be priced: not sent; use "
+                                   "conn.request(method, url, body, headers)")
+            return original(conn, method, url, *args, **kwargs)
+        return putrequest
+
+    def _hook_getresponse(self, original: Any) -> Any:
+        def getresponse(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            pending = self._http_pending.pop(conn, None)
+            if pending is None:
+                return original(conn, *args, **kwargs)
+            # The body stays unread for the caller: a 2xx counts as spent (conservative).
+            return self._guarded_call(pending, lambda: original(conn, *args, **kwargs),
+                                      lambda r: (r.status, None))
+        return getresponse
+
+    def _hook_httpx(self, original: Any) -> Any:
+        def send(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            if (_inside() or request.method != "POST"
+                    or billable_endpoint(request.method, str(request.url)) is None):
+                return original(client, request, *args, **kwargs)
+            request.read()  # multipart and generators alike become bytes, sent as read
+            pending = self.admit(request.method, str(request.url),
+                                 request.headers.get("Content-Type"), request.content)
+            stream = kwargs.get("stream", False)
+            return self._guarded_call(
+                pending, lambda: original(client, request, *args, **kwargs),
+                lambda r: (r.status_code, None if stream else r.content))
+        return send
+
+    def _hook_httpx_async(self, original: Any) -> Any:
+        async def send(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            if (request.method != "POST"
+                    or billable_endpoint(request.method, str(request.url)) is None):
+                return await original(client, request, *args, **kwargs)
+            await request.aread()
+            pending = self.admit(request.method, str(request.url),
+                                 request.headers.get("Content-Type"), request.content)
+            try:
+                response = await original(client, request, *args, **kwargs)
+            except BaseException:
+                if pending is not None:
+                    pending.failed()
+                raise
+            if pending is not None:
+                stream = kwargs.get("stream", False)
+                pending.done(response.status_code, None if stream else response.content)
+            return response
+        return send
+
+
+_guard = SendTimeGuard()
+
+
+def get_guard() -> SendTimeGuard:
+    """The process-wide send-time guard (the hooks are process-wide too)."""
+    return _guard
+
+
+__all__ = ["Pending", "SendTimeGuard", "get_guard"]
