@@ -84,13 +84,18 @@ class SendTimeGuard:
     """Installs the hooks and decides for each billable request (one per process)."""
 
     def __init__(self) -> None:
-        self.account = Account(_read_balance)
-        self.account.on_drop = self._reconcile
+        self.account = self.new_account()
         self._saved: list[tuple[Any, str, Any]] = []
         self._lock = threading.Lock()
         self._http_pending: weakref.WeakKeyDictionary[Any, Pending] = \
             weakref.WeakKeyDictionary()
         self.checked = 0
+
+    def new_account(self) -> Account:
+        """A fresh account (no reading, nothing spent): for tests and a new identity."""
+        self.account = Account(_read_balance)
+        self.account.on_drop = self._reconcile
+        return self.account
 
     @property
     def active(self) -> bool:
