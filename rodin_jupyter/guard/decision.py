@@ -91,8 +91,10 @@ class Ticket:
 class Account:
     """Balance, reservations and budget of this kernel's billable requests."""
 
-    def __init__(self, read_balance: Callable[[], Decimal]) -> None:
+    def __init__(self, read_balance: Callable[[], Decimal],
+                 still_valid: Callable[[], bool] = lambda: True) -> None:
         self._read_balance = read_balance
+        self._still_valid = still_valid  # False once the account/base changed
         self.lock = threading.RLock()
         self.reading: Decimal | None = None
         self.read_at = 0.0
@@ -110,7 +112,8 @@ class Account:
     def available(self) -> Decimal | None:
         """What the last reading still proves, or None if it is too old or missing."""
         age = time.monotonic() - self.read_at
-        if self.reading is None or age > settings.guard_reading_max_age:
+        if (self.reading is None or age > settings.guard_reading_max_age
+                or not self._still_valid()):
             return None
         return self.left()
 

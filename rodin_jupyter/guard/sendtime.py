@@ -76,6 +76,11 @@ def _read_balance() -> Decimal:
     return get_monitor().refresh().balance
 
 
+def _monitor_has_reading() -> bool:
+    """A new key or base clears the monitor: the guard's old reading no longer applies."""
+    return get_monitor().last is not None
+
+
 def _warn(text: str) -> None:
     sys.stderr.write(text + "\n")
 
@@ -93,7 +98,7 @@ class SendTimeGuard:
 
     def new_account(self) -> Account:
         """A fresh account (no reading, nothing spent): for tests and a new identity."""
-        self.account = Account(_read_balance)
+        self.account = Account(_read_balance, _monitor_has_reading)
         self.account.on_drop = self._reconcile
         return self.account
 

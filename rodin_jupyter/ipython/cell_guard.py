@@ -62,6 +62,12 @@ class NotebookSide:
         self.check = ShellCheck()
 
     def _cell(self) -> int | None:
+        """The running cell's In[] number. IPython 9 increments ``execution_count`` before
+        a cell runs, 7.x after; both store the input first, so the history knows."""
+        # compat: IPython 7.34 and 8/9 differ in when execution_count moves
+        history = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None)
+        if isinstance(history, list) and history:
+            return len(history) - 1
         count = getattr(self.shell, "execution_count", None)
         return count if isinstance(count, int) else None
 
