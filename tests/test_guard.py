@@ -122,6 +122,19 @@ def test_enough_balance_sends_once_and_the_ledger_has_it(
     assert "Sent 2 billable requests for 2 credits" in capsys.readouterr().out
 
 
+def test_a_swallowed_refusal_still_fails_the_cell(
+        guarded: Any, sandbox_env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox_env.set_balance("0.2")
+    result = run_cell(guarded, "try:\n" + "".join("    " + line + "\n" for line in
+                                                   gen_cell().splitlines())
+                      + "except Exception:\n    pass\n")
+    assert isinstance(result.error_in_exec, GuardBlocked)  # so "Run All" stops here
+    assert guarded.user_ns["ran"] is True and "ran_after" not in guarded.user_ns
+    assert "needs 0.5 credits" in blocked_line(capsys)
+    assert run_cell(guarded, "x = 1").success  # the next cell is not affected
+    assert sandbox_env.count("POST", "/rodin") == 0
+
+
 def test_ordinary_cells_make_no_request(guarded: Any, sandbox_env: Sandbox) -> None:
     cells = [
         "x = 1 + 1",
@@ -243,6 +256,9 @@ def test_off_and_unload_restore_every_hook_exactly(ip: Any, sandbox_env: Sandbox
     assert "rodin_guard" not in ip.magics_manager.magics["line"]
     assert "rodin_budget" not in ip.magics_manager.magics["line"]
     assert not any(isinstance(c, RodinGuard) for c in ip.configurables)
+    for event in ("pre_run_cell", "post_run_cell"):
+        assert not any(type(getattr(cb, "__self__", None)).__name__ == "NotebookSide"
+                       for cb in ip.events.callbacks[event])
     assert run_cell(ip, "%load_ext rodin_jupyter").success  # for the fixture's teardown
 
 

@@ -24,7 +24,7 @@ from .conftest import FAKE_KEY
 pytestmark = pytest.mark.timeout(240)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "guarded_batch.ipynb"
-BLOCKED_TEXT = "needs 0.5 credits, balance is 0.2: cell not run"
+BLOCKED_TEXT = "POST /rodin (tier Gen-2) needs 0.5 credits, balance is 0.2: not sent"
 
 
 @pytest.fixture
@@ -130,13 +130,15 @@ def test_enough_balance_runs_the_batch_and_the_ledger_shows_spend(
     assert kernel_env.count("POST", "/rodin") == 4
     assert sum(c.credits for c in kernel_env.charges) == Decimal(3)
     assert kernel_env.balance == Decimal(7)
-    # one balance check per guarded cell and one "after" reading, plus %rodin_balance
-    assert kernel_env.count("GET", "/check_balance") == 1 + 3 * 2
+    # %rodin_balance, then one fresh reading before the first generation: the later ones
+    # are proved by that reading less what the guard saw spent
+    assert kernel_env.count("GET", "/check_balance") == 2
     ledger = output_text(cells[-1])
-    assert "Guarded cells spent 3 credits" in ledger
-    rows = [line.split() for line in ledger.splitlines() if line.split()[1:2] == ["In"]]
-    assert [row[-3:] for row in rows] == [["10", "9.5", "0.5"], ["9.5", "8", "1.5"],
-                                          ["8", "7", "1"]]
+    assert "Sent 4 billable requests for 3 credits by the price table" in ledger
+    rows = [line.split() for line in ledger.splitlines() if line.split()[1:2] == ["rodin"]]
+    assert [row[4:6] for row in rows] == [["0.5", "sent"], ["1.5", "sent"], ["0.5", "sent"],
+                                          ["0.5", "sent"]]
+    assert [row[-1] for row in rows] == [c.task_uuid for c in kernel_env.charges]
     models = sorted(p.name for p in (tmp_path / "models").iterdir())
     assert models == ["chair.glb", "lamp.glb", "mug.glb", "teapot.glb"]
     assert all(FAKE_KEY not in output_text(c) for c in cells)

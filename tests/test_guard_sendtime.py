@@ -128,7 +128,7 @@ def test_every_layer_is_stopped_before_sending(guard: SendTimeGuard, sandbox_env
                                                layer: str) -> None:
     sandbox_env.set_balance("0.2")
     url = f"{sandbox_env.base_url}/rodin"
-    with pytest.raises(GuardBlocked, match="needs 0.5 credits, balance is 0.2: not sent"):
+    with pytest.raises(GuardBlocked, match=r"needs 0\.5 credits, balance is 0\.2: not sent"):
         if layer == "urllib.request":
             urllib.request.urlopen(urllib.request.Request(
                 url, data=b"tier=Gen-2", headers=H, method="POST"), timeout=10)
@@ -225,12 +225,13 @@ def test_httpx_sync_and_async(guard: SendTimeGuard, sandbox_env: Sandbox) -> Non
     url = f"{sandbox_env.base_url}/rodin"
     sandbox_env.set_balance("1.0")
     with httpx.Client(headers=H) as client:
-        assert client.post(url, files={"prompt": (None, "x"), "tier": (None, "Gen-2")}).status_code == 201
+        files = {"prompt": (None, "x"), "tier": (None, "Gen-2")}
+        assert client.post(url, files=files).status_code == 201
 
     async def batch() -> list[Any]:
         async with httpx.AsyncClient(headers=H) as client:
             return await asyncio.gather(
-                *[client.post(url, files={"prompt": (None, "x"), "tier": (None, "Gen-2")}) for _ in range(4)],
+                *[client.post(url, files=files) for _ in range(4)],
                 return_exceptions=True)
 
     outcomes = asyncio.run(batch())

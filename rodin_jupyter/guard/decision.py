@@ -32,8 +32,14 @@ class GuardBlocked(RodinError):
     that tried to send, so the cell fails and "Run All" stops there.
     """
 
+    shown = False
+
     def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[0;31mrodin_jupyter: {self}\x1b[0m"]
+        self.shown = True  # the notebook face knows the line reached the user
+        return [self.line()]
+
+    def line(self) -> str:
+        return f"\x1b[0;31mrodin_jupyter: {self}\x1b[0m"
 
 
 def origin(url: str) -> tuple[str, str, int] | None:

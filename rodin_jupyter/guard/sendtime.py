@@ -72,6 +72,16 @@ class Pending:
         get_ledger().close(self.entry, "failed")
 
 
+def _peek_body(response: Any) -> bytes | None:
+    """The answer's bytes if already buffered, without consuming them (the caller reads
+    them); None otherwise, and a 2xx then counts as spent (conservative)."""
+    length = getattr(response, "length", None)
+    if not isinstance(length, int) or length > 65536:
+        return None
+    data = response.peek(length)
+    return data[:length] if isinstance(data, bytes) and len(data) >= length else None
+
+
 def _read_balance() -> Decimal:
     return get_monitor().refresh().balance
 
@@ -95,6 +105,8 @@ class SendTimeGuard:
         self._http_pending: weakref.WeakKeyDictionary[Any, Pending] = \
             weakref.WeakKeyDictionary()
         self.checked = 0
+        self.refusals = 0
+        self.last_refusal: GuardBlocked | None = None
 
     def new_account(self) -> Account:
         """A fresh account (no reading, nothing spent): for tests and a new identity."""
@@ -115,6 +127,19 @@ class SendTimeGuard:
         if endpoint is None:
             return None
         self.checked += 1
+        try:
+            return self._admit(endpoint, content_type, body)
+        except GuardBlocked as exc:
+            self.note_refusal(exc)
+            raise
+
+    def note_refusal(self, exc: GuardBlocked) -> None:
+        """Remember it: the notebook fails the cell even if its code swallowed the error."""
+        with self._lock:
+            self.refusals += 1
+            self.last_refusal = exc
+
+    def _admit(self, endpoint: str, content_type: str | None, body: object) -> Pending:
         what = f"POST /{endpoint}"
         try:
             fields = read_fields(content_type, body)
@@ -252,9 +277,11 @@ class SendTimeGuard:
     def _hook_putrequest(self, original: Any) -> Any:
         def putrequest(conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             if not _inside() and billable_endpoint(method, self._conn_url(conn, url)):
-                raise GuardBlocked("guard: a POST to a generation endpoint sent piece by piece "
-                                   "(putrequest/send) cannot be priced: not sent; use "
+                exc = GuardBlocked("guard: a POST to a generation endpoint sent piece by "
+                                   "piece (putrequest/send) cannot be priced: not sent; use "
                                    "conn.request(method, url, body, headers)")
+                self.note_refusal(exc)
+                raise exc
             return original(conn, method, url, *args, **kwargs)
         return putrequest
 
@@ -263,9 +290,8 @@ class SendTimeGuard:
             pending = self._http_pending.pop(conn, None)
             if pending is None:
                 return original(conn, *args, **kwargs)
-            # The body stays unread for the caller: a 2xx counts as spent (conservative).
             return self._guarded_call(pending, lambda: original(conn, *args, **kwargs),
-                                      lambda r: (r.status, None))
+                                      lambda r: (r.status, _peek_body(r)))
         return getresponse
 
     def _hook_httpx(self, original: Any) -> Any:

@@ -8,14 +8,18 @@ before it runs. Nothing else about a cell's text is ever judged.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 from typing import Any
 
 from rodin_jupyter.balance.ledger import get_ledger
 from rodin_jupyter.guard.decision import GuardBlocked
+from rodin_jupyter.guard.sendtime import get_guard
 
 _SHELL_MAGIC = re.compile(r"^\s*(?:!|%sx\b|%system\b|%%(?:bash|sh|script|system)\b)")
-_HTTP_TOOL = re.compile(r"\b(?:curl|wget|http|https|xh)\b")
+_HTTP_TOOL = re.compile(r"(?:^|[;&|(`]\s*)(?:sudo\s+|command\s+)?(?:curl|wget|https?|xh)(?=\s)")
+_PREFIX = re.compile(r"^\s*(?:!+|%sx\b|%system\b)\s*")
 _ENDPOINT = re.compile(r"/(?:rodin|rodin_texture_only|bang)(?=$|[\s'\"?)}])")
 _POSTING = re.compile(r"(?:-X\s*['\"]?POST\b|--request[=\s]+['\"]?POST\b|(?:^|\s)(?:-F|--form|-d|"
                       r"--data(?:-\w+)?|--post-data|--post-file|--json)(?=\s|=|$)|"
@@ -26,12 +30,15 @@ SHELL_REFUSAL = ("guard: a shell command in this cell posts to a Rodin generatio
 
 
 def posts_from_shell(lines: list[str]) -> bool:
-    """True only for a shell line that names an HTTP tool, a generation path and a POST."""
+    """True only for a shell line that runs an HTTP tool posting to a generation path."""
     whole_cell = bool(lines) and re.match(r"^\s*%%(?:bash|sh|script|system)\b", lines[0])
+    if lines and not whole_cell and lines[0].lstrip().startswith("%%"):
+        return False  # another cell magic's body (%%writefile, %%html): not run by a shell
     for line in lines:
         if not (whole_cell or _SHELL_MAGIC.match(line)):
             continue
-        if _HTTP_TOOL.search(line) and _ENDPOINT.search(line) and _POSTING.search(line):
+        command = _PREFIX.sub("", line, count=1)
+        if _HTTP_TOOL.search(command) and _ENDPOINT.search(command) and _POSTING.search(command):
             return True
     return False
 
@@ -60,6 +67,8 @@ class NotebookSide:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.check = ShellCheck()
+        self._refusals = 0
+        self._armed = False  # pre_run_cell ran for the cell now ending
 
     def _cell(self) -> int | None:
         """The running cell's In[] number. IPython 9 increments ``execution_count`` before
@@ -72,11 +81,34 @@ class NotebookSide:
         return count if isinstance(count, int) else None
 
     def attach(self) -> None:
-        """At load: the ledger learns cell numbers from this shell."""
+        """At load: the ledger learns cell numbers; a cell with a refusal fails."""
         get_ledger().set_cell_source(self._cell)
+        self.shell.events.register("pre_run_cell", self._pre)
+        self.shell.events.register("post_run_cell", self._post)
 
     def detach(self) -> None:
         get_ledger().set_cell_source(None)
+        for event, callback in (("pre_run_cell", self._pre), ("post_run_cell", self._post)):
+            with contextlib.suppress(ValueError, KeyError):
+                self.shell.events.unregister(event, callback)
+
+    def _pre(self, info: Any = None) -> None:
+        self._refusals = get_guard().refusals
+        self._armed = True
+
+    def _post(self, result: Any = None) -> None:
+        """A request was refused during the cell but its code carried on (``%run`` shows
+        the error and returns; ``except Exception`` swallows it): fail the cell anyway,
+        so "Run All" stops, and show the line if nobody did."""
+        guard = get_guard()
+        refusal = guard.last_refusal
+        armed, self._armed = self._armed, False
+        if not armed or guard.refusals == self._refusals or refusal is None or result is None:
+            return
+        if result.error_in_exec is None and result.error_before_exec is None:
+            result.error_in_exec = refusal
+            if not refusal.shown:
+                sys.stderr.write(refusal.line() + "\n")
 
     def install(self) -> None:
         cleanup = self.shell.input_transformers_cleanup
