@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import http.client
 import importlib
-import json
 import sys
 import threading
 import weakref
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from rodin_jupyter.balance.ledger import SpendEntry, get_ledger
+from rodin_jupyter.balance.ledger import get_ledger
 from rodin_jupyter.balance.monitor import get_monitor
 from rodin_jupyter.balance.settings import settings
 from rodin_jupyter.errors import PricingError
 from rodin_jupyter.guard.body import PRICE_FIELDS, UnreadableBody, header, read_fields
-from rodin_jupyter.guard.decision import Account, GuardBlocked, Ticket, billable_endpoint
+from rodin_jupyter.guard.decision import Account, GuardBlocked, billable_endpoint
+from rodin_jupyter.guard.pending import Pending, peek_body
 from rodin_jupyter.guard.pricing import load_prices, parse_addons, price_request
 
 _depth = threading.local()
@@ -32,54 +32,6 @@ _depth = threading.local()
 
 def _inside() -> bool:
     return getattr(_depth, "n", 0) > 0
-
-
-class Pending:
-    """A billable request that went out: its credits held, its ledger entry open."""
-
-    def __init__(self, guard: SendTimeGuard, ticket: Ticket, entry: SpendEntry) -> None:
-        self.guard, self.ticket, self.entry = guard, ticket, entry
-
-    def done(self, status: int | None, body: bytes | None) -> None:
-        """Settle from the answer: refused (4xx, or an error in a 2xx body) is not spent."""
-        answer: dict[str, Any] = {}
-        if body:
-            try:
-                parsed = json.loads(body)
-                answer = parsed if isinstance(parsed, dict) else {}
-            except ValueError:
-                answer = {}
-        uuid = answer.get("uuid") if isinstance(answer.get("uuid"), str) else None
-        consumed = None
-        try:
-            if answer.get("consumed") is not None:
-                consumed = Decimal(str(answer["consumed"]))
-        except InvalidOperation:
-            consumed = None
-        if status is None or status >= 500:
-            outcome = "failed"
-        elif status >= 400 or answer.get("error"):
-            outcome = "refused"
-        else:
-            outcome = "sent"
-        self.guard.account.settle(self.ticket, charged=outcome != "refused",
-                                  accepted=outcome == "sent")
-        get_ledger().close(self.entry, outcome, uuid, consumed)
-
-    def failed(self) -> None:
-        """The request raised midway: it may have been charged, so it stays counted."""
-        self.guard.account.settle(self.ticket, charged=True, accepted=False)
-        get_ledger().close(self.entry, "failed")
-
-
-def _peek_body(response: Any) -> bytes | None:
-    """The answer's bytes if already buffered, without consuming them (the caller reads
-    them); None otherwise, and a 2xx then counts as spent (conservative)."""
-    length = getattr(response, "length", None)
-    if not isinstance(length, int) or length > 65536:
-        return None
-    data = response.peek(length)
-    return data[:length] if isinstance(data, bytes) and len(data) >= length else None
 
 
 def _read_balance() -> Decimal:
@@ -153,7 +105,7 @@ class SendTimeGuard:
             what += f" (tier {priced['tier']})"
         ticket = self.account.admit(price, what, settings.guard_reserve,
                                     settings.guard_on_error, _warn)
-        return Pending(self, ticket, get_ledger().open(endpoint, priced, price))
+        return Pending(self.account, ticket, get_ledger().open(endpoint, priced, price))
 
     @staticmethod
     def _priced_fields(fields: dict[str, list[str]]) -> dict[str, Any]:
@@ -291,7 +243,7 @@ class SendTimeGuard:
             if pending is None:
                 return original(conn, *args, **kwargs)
             return self._guarded_call(pending, lambda: original(conn, *args, **kwargs),
-                                      lambda r: (r.status, _peek_body(r)))
+                                      lambda r: (r.status, peek_body(r)))
         return getresponse
 
     def _hook_httpx(self, original: Any) -> Any:

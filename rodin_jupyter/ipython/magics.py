@@ -54,8 +54,8 @@ class RodinMagics(Magics):
     warn_below = Float(float(settings.warn_below),
                        help="Balance below which the panel shows 'low'.").tag(config=True)
     min_balance = Float(float(settings.min_balance),
-                        help="Balance below which the panel shows 'too low'; the guard's "
-                             "minimum cost when a cell's cost is unclear.").tag(config=True)
+                        help="Balance below which the panel shows 'too low' (display only; "
+                             "the guard prices each request).").tag(config=True)
     refresh_interval = Float(settings.refresh_interval,
                              help="Seconds between automatic panel refreshes (>= 10).").tag(
         config=True)
