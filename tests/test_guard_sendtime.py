@@ -214,7 +214,7 @@ def test_reconciliation_names_the_scale_setting(guard: SendTimeGuard, sandbox_en
         post_requests(sandbox_env)
         sandbox_env.set_balance(sandbox_env.balance - D("4.5"))
     err = capsys.readouterr().err
-    assert err.count("dropping 10x") == 1 and "RodinMagics.balance_scale = 0.1" in err
+    assert err.count("dropping 10x") == 1 and "RodinMagics.balance_scale = 10" in err
     assert "note" in get_ledger().to_json()
 
 

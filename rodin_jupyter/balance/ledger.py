@@ -124,7 +124,8 @@ class SpendLedger:
             self.scale_note = (
                 f"the balance keeps dropping {format_ratio(ratio)}x what the price table "
                 f"charged: it seems to count in another unit; set `%config "
-                f"{SCALE_SETTING} = {format_ratio(1 / ratio)}` so the guard reads it right.")
+                f"{SCALE_SETTING} = {format_ratio(ratio)}` (units per credit) so the guard "
+                "reads it right.")
             return self.scale_note
 
     def to_json(self) -> dict[str, Any]:
