@@ -53,76 +53,95 @@ def timed(fn: Callable[[], Any]) -> float:
         gc.enable()
 
 
-def bench_cells(shell: Any, sb: Sandbox, cells: int, reps: int) -> tuple[float, int]:
-    def switch(on: bool) -> None:
-        with quiet():
-            shell.run_line_magic("rodin_guard", "on" if on else "off")
+def paired(run: Callable[[bool], float], rounds: int) -> list[tuple[float, float]]:
+    """(off, on) timings per round, the order rotated each round; one warm-up round."""
+    pairs = []
+    for rnd in range(rounds + 1):
+        got: dict[bool, float] = {}
+        for on in ((False, True) if rnd % 2 else (True, False)):
+            got[on] = run(on)
+        if rnd:
+            pairs.append((got[False], got[True]))
+    return pairs
 
+
+def switch(shell: Any, on: bool) -> None:
+    with quiet():
+        shell.run_line_magic("rodin_guard", "on" if on else "off")
+
+
+def bench_cells(shell: Any, sb: Sandbox, cells: int, rounds: int) -> tuple[float, float, int]:
+    """Median of per-round on/off ratios over ``cells`` cells per side, and the requests."""
     salt = 0
 
-    def block() -> list[str]:
+    def run(on: bool) -> float:
         nonlocal salt
         salt += 1
         half = cells // 2
-        return ordinary_cells(half, salt) + ordinary_cells(cells - half, salt, mention=True)
+        batch = ordinary_cells(half, salt) + ordinary_cells(cells - half, salt, mention=True)
+        switch(shell, on)
 
-    def run(batch: list[str]) -> None:
-        for cell in batch:
-            if not shell.run_cell(cell, store_history=True).success:
-                raise SystemExit(f"an ordinary cell failed: {cell[:60]!r}")
+        def go() -> None:
+            for cell in batch:
+                if not shell.run_cell(cell, store_history=True).success:
+                    raise SystemExit(f"an ordinary cell failed: {cell[:60]!r}")
 
-    times: dict[bool, list[float]] = {False: [], True: []}
+        return timed(go)
+
     before = sb.count()
-    for rep in range(reps + 1):  # the first round warms both sides
-        for on in ((False, True) if rep % 2 else (True, False)):
-            switch(on)
-            batch = block()
-            took = timed(lambda b=batch: run(b))  # type: ignore[misc]
-            if rep:
-                times[on].append(took)
-    switch(False)
-    return statistics.median(times[True]) / statistics.median(times[False]), sb.count() - before
+    pairs = paired(run, rounds)
+    switch(shell, False)
+    ratios = [on / off for off, on in pairs]
+    total = sum(on for _, on in pairs) / sum(off for off, _ in pairs)
+    return statistics.median(ratios), total, sb.count() - before
 
 
-def bench_request(shell: Any, sb: Sandbox, calls: int, reps: int) -> dict[str, float]:
+def bench_request(shell: Any, sb: Sandbox, calls: int, rounds: int) -> dict[str, float]:
+    """Median per-round difference (on - off) in µs per request, and the off time."""
     import requests
 
     session = requests.Session()
     headers = {"Authorization": f"Bearer {KEY}"}
     files = {"prompt": (None, "a cube"), "tier": (None, "Gen-2")}
-
-    def generate() -> None:
-        for _ in range(calls):
-            session.post(f"{sb.base_url}/rodin", headers=headers, files=files, timeout=10)
-
-    def status() -> None:
-        for _ in range(calls):
-            session.post(f"{sb.base_url}/status", headers=headers,
-                         json={"subscription_key": "none"}, timeout=10)
-
+    sends = {
+        "generate": lambda: session.post(f"{sb.base_url}/rodin", headers=headers, files=files,
+                                         timeout=10),
+        "status": lambda: session.post(f"{sb.base_url}/status", headers=headers,
+                                       json={"subscription_key": "none"}, timeout=10),
+    }
     out: dict[str, float] = {}
-    for name, fn in (("generate", generate), ("status", status)):
-        per: dict[bool, list[float]] = {False: [], True: []}
-        for rep in range(reps + 1):
-            for on in ((False, True) if rep % 2 else (True, False)):
-                with quiet():
-                    shell.run_line_magic("rodin_guard", "on" if on else "off")
-                sb.set_balance("100000")
-                took = timed(fn) / calls
-                if rep:
-                    per[on].append(took)
-        with quiet():
-            shell.run_line_magic("rodin_guard", "off")
-        out[name] = (statistics.median(per[True]) - statistics.median(per[False])) * 1e6
-        out[name + "_off"] = statistics.median(per[False]) * 1e6
+    for name, send in sends.items():
+        def run(on: bool, send: Callable[[], Any] = send) -> float:
+            switch(shell, on)
+            sb.set_balance("100000")
+
+            def go() -> None:
+                for _ in range(calls):
+                    send()
+
+            return timed(go) / calls
+
+        pairs = paired(run, rounds)
+        out[name] = statistics.median(on - off for off, on in pairs) * 1e6
+        out[name + "_off"] = statistics.median(off for off, _ in pairs) * 1e6
+    switch(shell, False)
     return out
+
+
+def bench_shell_check(cells: int) -> float:
+    """µs the guard's only per-cell work (the shell-escape test) takes on one cell."""
+    from rodin_jupyter.ipython.cell_guard import ShellCheck
+
+    check = ShellCheck()
+    batch = [c.splitlines(keepends=True) for c in ordinary_cells(cells, 99, mention=True)]
+    return timed(lambda: [check(lines) for lines in batch]) / cells * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer cells and repetitions")
     args = parser.parse_args()
-    cells, reps, calls = (200, 2, 30) if args.quick else (1000, 5, 200)
+    cells, rounds, calls = (200, 3, 20) if args.quick else (1000, 5, 25)
     with Sandbox(balance="100000", api_key=KEY, job_seconds=0.1) as sb:
         os.environ.update(RODIN_API_KEY=KEY, RODIN_API_BASE=sb.base_url)
         from IPython.testing.globalipapp import get_ipython
@@ -130,8 +149,9 @@ def main() -> None:
         shell = get_ipython()
         with quiet():
             shell.run_line_magic("load_ext", "rodin_jupyter")
-        ratio, requests_made = bench_cells(shell, sb, cells, reps)
-        added = bench_request(shell, sb, calls, reps)
+        ratio, total, requests_made = bench_cells(shell, sb, cells, rounds)
+        added = bench_request(shell, sb, calls, rounds * 2)
+        check_us = bench_shell_check(1000)
     import IPython
     import requests
 
@@ -139,8 +159,11 @@ def main() -> None:
           f"CPython {platform.python_version()}; IPython {IPython.__version__}; "
           f"requests {requests.__version__}")
     rows = [
-        (f"%rodin_guard on / off, {cells:,} cells x {LINES_PER_CELL} lines (half name Rodin)",
-         f"{ratio:.3f}x, {requests_made} requests", "<= 1.02x, 0 requests"),
+        (f"%rodin_guard on / off, {rounds} x {cells:,} cells x {LINES_PER_CELL} lines "
+         "(half name Rodin)", f"{ratio:.3f}x ({total:.3f}x), {requests_made} requests",
+         "<= 1.02x, 0 requests"),
+        ("the guard's per-cell work (shell-escape test), one 30-line cell",
+         f"{check_us:.1f} us", "(info)"),
         ("added per billable POST /rodin (requests, sandbox)",
          f"{added['generate']:+.0f} us of {added['generate_off']:.0f} us", "(info)"),
         ("added per free POST /status (passes the hooks)",
