@@ -51,9 +51,11 @@ HIGHPACK = ', "addons": (None, \'["HighPack"]\')'
 def fresh_guard() -> Iterator[None]:
     """Each test starts with no reading, nothing spent, an empty ledger."""
     get_guard().new_account()
+    get_guard().resume_on_load = False
     get_ledger().clear()
     yield
     get_guard().uninstall()
+    get_guard().resume_on_load = False
     get_ledger().clear()
 
 
@@ -211,6 +213,9 @@ def test_budget(guarded: Any, sandbox_env: Sandbox, capsys: pytest.CaptureFixtur
         result = run_cell(guarded, f"%rodin_budget {bad}")
         assert type(result.error_in_exec).__name__ == "UsageError"
         assert "takes a number of credits" in blocked_line(capsys)
+    # a reload keeps the budget; `off` still removes it
+    assert run_cell(guarded, "%reload_ext rodin_jupyter").success
+    assert get_guard().account.budget == D(1) and get_guard().active
     assert run_cell(guarded, "%rodin_budget off").success
     assert run_cell(guarded, gen_cell()).success
     assert sandbox_env.count("POST", "/rodin") == 3

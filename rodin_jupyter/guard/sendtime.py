@@ -58,6 +58,7 @@ class SendTimeGuard:
             weakref.WeakKeyDictionary()
         self.checked = 0
         self.refusals = 0
+        self.resume_on_load = False  # on when the extension was unloaded: a reload resumes
         self.last_refusal: GuardBlocked | None = None
 
     def new_account(self) -> Account:
@@ -220,7 +221,8 @@ class SendTimeGuard:
             pending = self.admit(method, self._conn_url(conn, url),
                                  header(headers, "Content-Type"), body)
             if pending is not None:
-                self._http_pending[conn] = pending  # settled by getresponse
+                with self._lock:
+                    self._http_pending[conn] = pending  # settled by getresponse
             return self._guarded_call(
                 pending, lambda: original(conn, method, url, body, headers, *args, **kwargs),
                 None)
@@ -239,7 +241,8 @@ class SendTimeGuard:
 
     def _hook_getresponse(self, original: Any) -> Any:
         def getresponse(conn: Any, *args: Any, **kwargs: Any) -> Any:
-            pending = self._http_pending.pop(conn, None)
+            with self._lock:
+                pending = self._http_pending.pop(conn, None)
             if pending is None:
                 return original(conn, *args, **kwargs)
             return self._guarded_call(pending, lambda: original(conn, *args, **kwargs),

@@ -59,11 +59,14 @@ class RodinGuard(Magics):
         self.side = NotebookSide(shell)
         super().__init__(shell=shell, **kwargs)
         self._push_config()
-        self.guard.account.set_budget(None if self.budget is None
-                                      else Decimal(str(self.budget)))
+        if self.budget is not None:  # from ipython_config.py; a reload keeps %rodin_budget's
+            self.guard.account.set_budget(Decimal(str(self.budget)))
         self.side.attach()
         if self.enabled:
             self._install()
+        elif self.guard.resume_on_load:  # %reload_ext keeps the guard on
+            self.enabled = True
+        self.guard.resume_on_load = False
 
     # -- settings ----------------------------------------------------------------------
 
@@ -118,6 +121,7 @@ class RodinGuard(Magics):
 
     def unload(self) -> None:
         """``%unload_ext``: every hooked attribute back, the shell check out."""
+        self.guard.resume_on_load = self.guard.active
         self._uninstall()
         self.side.detach()
 
@@ -255,6 +259,7 @@ class RodinGuard(Magics):
         account = self.guard.account
         if text in ("off", "none"):
             self.budget = None
+            account.set_budget(None)  # also when the trait was None already (after a reload)
             print("Rodin budget off.")
             return
         if text:
@@ -265,10 +270,8 @@ class RodinGuard(Magics):
             if not value.is_finite() or value < 0:
                 raise UsageError(f"%rodin_budget takes a number of credits >= 0 or 'off', "
                                  f"not {text!r}.")
-            if self.budget == float(value):  # the observer would not fire: restart it here
-                account.set_budget(value)
             self.budget = float(value)
-            account.set_budget(value)
+            account.set_budget(value)  # exact, and "from now on" even if the value is the same
             print(f"Rodin budget: {format_credits(value)} credits from now on.")
             return
         if account.budget is None:
