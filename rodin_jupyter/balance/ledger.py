@@ -160,8 +160,9 @@ class LedgerView:
         return rows
 
     def _footer(self) -> str:
-        text = f"Sent {len([e for e in self.data['entries'] if e['status'] == 'sent'])} " \
-               f"billable requests for {self.data['total']:g} credits by the price table."
+        sent = len([e for e in self.data["entries"] if e["status"] == "sent"])
+        text = (f"Sent {sent} billable request{'' if sent == 1 else 's'} for "
+                f"{self.data['total']:g} credits by the price table.")
         return text + (f" Note: {self.data['note']}" if "note" in self.data else "")
 
     def __repr__(self) -> str:
