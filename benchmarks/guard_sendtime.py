@@ -128,6 +128,31 @@ def bench_request(shell: Any, sb: Sandbox, calls: int, rounds: int) -> dict[str,
     return out
 
 
+def bench_decision(sb: Sandbox, calls: int) -> float:
+    """µs of the check's own code per billable request: body to fields, price, reservation,
+    ledger entry, settling from the answer (the guard's reading already proves it)."""
+    import requests
+
+    from rodin_jupyter.guard.sendtime import get_guard
+
+    guard = get_guard()
+    request = requests.Request("POST", f"{sb.base_url}/rodin", files={
+        "prompt": (None, "a cube"), "tier": (None, "Gen-2")}).prepare()
+    answer = b'{"error": null, "uuid": "u", "jobs": {"uuids": ["j"]}, "consumed": 0.5}'
+    content_type = request.headers["Content-Type"]
+
+    def go() -> None:
+        for _ in range(calls):
+            pending = guard.admit("POST", str(request.url), content_type, request.body)
+            assert pending is not None
+            pending.account.settle(pending.ticket, charged=False, accepted=False)
+            pending.done(201, answer)
+
+    sb.set_balance("100000")
+    go()  # the first one reads the balance
+    return timed(go) / calls * 1e6
+
+
 def bench_shell_check(cells: int) -> float:
     """µs the guard's only per-cell work (the shell-escape test) takes on one cell."""
     from rodin_jupyter.ipython.cell_guard import ShellCheck
@@ -152,6 +177,7 @@ def main() -> None:
         ratio, total, requests_made = bench_cells(shell, sb, cells, rounds)
         added = bench_request(shell, sb, calls, rounds * 2)
         check_us = bench_shell_check(1000)
+        decision_us = bench_decision(sb, 2000)
     import IPython
     import requests
 
@@ -166,6 +192,8 @@ def main() -> None:
          f"{check_us:.1f} us", "(info)"),
         ("added per billable POST /rodin (requests, sandbox)",
          f"{added['generate']:+.0f} us of {added['generate_off']:.0f} us", "(info)"),
+        ("  of which the check's own code (fields, price, reserve, ledger)",
+         f"{decision_us:.0f} us", "(info)"),
         ("added per free POST /status (passes the hooks)",
          f"{added['status']:+.0f} us of {added['status_off']:.0f} us", "(info)"),
     ]

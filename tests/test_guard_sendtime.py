@@ -97,6 +97,12 @@ def test_body_reading() -> None:
         "tier": ["Gen-2"], "addons": ['["HighPack"]']}
     with pytest.raises(UnreadableBody, match="generator"):
         read_fields(None, (b for b in [b"x"]))
+    with pytest.raises(UnreadableBody, match="RFC 2231"):
+        read_fields("multipart/form-data; boundary=xx",
+                    b"--xx\r\nContent-Disposition: form-data; name*=utf-8''tier\r\n\r\n"
+                    b"Gen-2\r\n--xx--\r\n")
+    unquoted = b"--xx\r\nContent-Disposition: form-data; name=tier\r\n\r\nSketch\r\n--xx--"
+    assert read_fields("multipart/form-data; boundary=xx", unquoted) == {"tier": ["Sketch"]}
 
 
 def test_eight_threads_at_one_credit_send_exactly_two(guard: SendTimeGuard,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.message
 import json
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -50,6 +51,16 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", errors="replace")
 
 
+def _param(disposition: bytes, name: bytes) -> str | None:
+    """A ``name="..."`` parameter of a Content-Disposition header (a regex: the email
+    package's parser costs ~30 µs a part, and only plain names matter for the price)."""
+    match = re.search(rb'(?:^|;)\s*' + name + rb'\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))',
+                      disposition, re.IGNORECASE)
+    if match is None:
+        return None
+    return _text(match.group(1) if match.group(1) is not None else match.group(2))
+
+
 def _multipart(body: bytes, boundary: str) -> Fields:
     fields: Fields = {}
     for segment in body.split(b"--" + boundary.encode("latin-1"))[1:]:
@@ -62,17 +73,16 @@ def _multipart(body: bytes, boundary: str) -> Fields:
             raise UnreadableBody("a multipart part without headers")
         disposition = next((line.split(b":", 1)[1] for line in head.splitlines()
                             if line.lower().startswith(b"content-disposition:")), b"")
-        msg = email.message.Message()
-        msg["content-disposition"] = _text(disposition).strip()
-        name = msg.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
+        if re.search(rb"(?:^|;)\s*(?:file)?name\*", disposition):
+            raise UnreadableBody("a multipart part named in RFC 2231 form (name*=)")
+        name = _param(disposition, b"name")
+        if name is None:
             continue
         if value.endswith(b"\r\n"):
             value = value[:-2]
         elif value.endswith(b"\n"):
             value = value[:-1]
-        filename = msg.get_param("filename", header="content-disposition")
-        if filename is not None and name not in PRICE_FIELDS:
+        if _param(disposition, b"filename") is not None and name not in PRICE_FIELDS:
             fields.setdefault(name, []).append("<file>")
         else:
             fields.setdefault(name, []).append(_text(value))

@@ -8,6 +8,7 @@ reading started; when that cannot prove the request affordable, it is read fresh
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -54,14 +55,19 @@ def origin(url: str) -> tuple[str, str, int] | None:
     return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
 
 
-def guarded_origins() -> frozenset[tuple[str, str, int]]:
-    """The service's hosts plus the configured base (``%config`` or ``RODIN_API_BASE``)."""
+@functools.lru_cache(maxsize=8)
+def _origins(configured: str, environ: str) -> frozenset[tuple[str, str, int]]:
     found = set()
-    for base in (*SERVICE_BASES, settings.base_url, os.environ.get("RODIN_API_BASE", "")):
+    for base in (*SERVICE_BASES, configured, environ):
         where = origin(base.strip()) if base else None
         if where is not None:
             found.add(where)
     return frozenset(found)
+
+
+def guarded_origins() -> frozenset[tuple[str, str, int]]:
+    """The service's hosts plus the configured base (``%config`` or ``RODIN_API_BASE``)."""
+    return _origins(settings.base_url, os.environ.get("RODIN_API_BASE", ""))
 
 
 def billable_endpoint(method: str | bytes, url: str) -> str | None:
