@@ -1,12 +1,14 @@
 """What the send-time guard costs: printed figures, not a timed test.
 
-1. ``%rodin_guard on`` vs off over 1,000 ordinary 30-line cells (half of them naming Rodin in
-   a comment), in an in-process IPython shell: the ratio of medians, and the requests the
+1. ``%rodin_guard on`` vs off over 1,000 ordinary 30-line cells per side (half of them naming
+   Rodin in a comment), in an in-process IPython shell, the sides alternating every 50 cells:
+   the median of the per-round ratios (and the ratio of the totals), and the requests the
    sandbox saw (goal: <= 1.02x, 0 requests).
 2. The time the check adds to one billable request: ``requests.post`` of a multipart
-   ``/rodin`` generation to the local sandbox (plain HTTP on loopback), guard off vs on, at an
-   ample balance (the guard's reading, less what it saw spent, proves each one affordable).
-   Also a free ``POST /status`` (a non-billable request passing the hooks).
+   ``/rodin`` generation to the local sandbox (plain HTTP on loopback), guard off vs on,
+   alternating every 5 requests, at an ample balance (the guard's reading, less what it saw
+   spent, proves each one affordable); and the check's own code timed alone. Also a free
+   ``POST /status`` (a non-billable request passing the hooks).
 
 Run from a checkout: ``python benchmarks/guard_sendtime.py [--quick]``.
 """
@@ -53,33 +55,25 @@ def timed(fn: Callable[[], Any]) -> float:
         gc.enable()
 
 
-def paired(run: Callable[[bool], float], rounds: int) -> list[tuple[float, float]]:
-    """(off, on) timings per round, the order rotated each round; one warm-up round."""
-    pairs = []
-    for rnd in range(rounds + 1):
-        got: dict[bool, float] = {}
-        for on in ((False, True) if rnd % 2 else (True, False)):
-            got[on] = run(on)
-        if rnd:
-            pairs.append((got[False], got[True]))
-    return pairs
-
-
 def switch(shell: Any, on: bool) -> None:
     with quiet():
         shell.run_line_magic("rodin_guard", "on" if on else "off")
 
 
-def bench_cells(shell: Any, sb: Sandbox, cells: int, rounds: int) -> tuple[float, float, int]:
-    """Median of per-round on/off ratios over ``cells`` cells per side, and the requests."""
+def bench_cells(shell: Any, sb: Sandbox, cells: int, rounds: int, chunk: int = 50,
+                noise: bool = False) -> tuple[float, float, int]:
+    """On/off over ``cells`` cells per side per round, the sides alternating every ``chunk``
+    cells (so load spikes and drift hit both); median of the per-round ratios, the ratio of
+    the totals, and the requests the sandbox saw. ``noise``: both sides off (the harness's
+    noise floor on this machine)."""
     salt = 0
 
-    def run(on: bool) -> float:
+    def run_chunk(on: bool) -> float:
         nonlocal salt
         salt += 1
-        half = cells // 2
-        batch = ordinary_cells(half, salt) + ordinary_cells(cells - half, salt, mention=True)
-        switch(shell, on)
+        half = chunk // 2
+        batch = ordinary_cells(half, salt) + ordinary_cells(chunk - half, salt, mention=True)
+        switch(shell, on and not noise)
 
         def go() -> None:
             for cell in batch:
@@ -89,15 +83,24 @@ def bench_cells(shell: Any, sb: Sandbox, cells: int, rounds: int) -> tuple[float
         return timed(go)
 
     before = sb.count()
-    pairs = paired(run, rounds)
+    ratios, totals = [], [0.0, 0.0]
+    for rnd in range(rounds + 1):
+        side = {False: 0.0, True: 0.0}
+        for i in range(max(1, cells // chunk)):
+            for on in ((False, True) if (i + rnd) % 2 else (True, False)):
+                side[on] += run_chunk(on)
+        if rnd:
+            ratios.append(side[True] / side[False])
+            totals[0] += side[False]
+            totals[1] += side[True]
     switch(shell, False)
-    ratios = [on / off for off, on in pairs]
-    total = sum(on for _, on in pairs) / sum(off for off, _ in pairs)
-    return statistics.median(ratios), total, sb.count() - before
+    return statistics.median(ratios), totals[1] / totals[0], sb.count() - before
 
 
-def bench_request(shell: Any, sb: Sandbox, calls: int, rounds: int) -> dict[str, float]:
-    """Median per-round difference (on - off) in µs per request, and the off time."""
+def bench_request(shell: Any, sb: Sandbox, calls: int, rounds: int,
+                  chunk: int = 5) -> dict[str, float]:
+    """µs per request the guard adds (on - off), the sides alternating every ``chunk``
+    requests; median over rounds of ``calls`` requests per side."""
     import requests
 
     session = requests.Session()
@@ -110,20 +113,29 @@ def bench_request(shell: Any, sb: Sandbox, calls: int, rounds: int) -> dict[str,
                                        json={"subscription_key": "none"}, timeout=10),
     }
     out: dict[str, float] = {}
+    sb.set_balance("100000000")
     for name, send in sends.items():
-        def run(on: bool, send: Callable[[], Any] = send) -> float:
+        def run_chunk(on: bool, send: Callable[[], Any] = send) -> float:
             switch(shell, on)
-            sb.set_balance("100000")
 
             def go() -> None:
-                for _ in range(calls):
+                for _ in range(chunk):
                     send()
 
-            return timed(go) / calls
+            return timed(go)
 
-        pairs = paired(run, rounds)
-        out[name] = statistics.median(on - off for off, on in pairs) * 1e6
-        out[name + "_off"] = statistics.median(off for off, _ in pairs) * 1e6
+        diffs, offs = [], []
+        for rnd in range(rounds + 1):
+            side = {False: 0.0, True: 0.0}
+            for i in range(max(1, calls // chunk)):
+                for on in ((False, True) if (i + rnd) % 2 else (True, False)):
+                    side[on] += run_chunk(on)
+            if rnd:
+                n = max(1, calls // chunk) * chunk
+                diffs.append((side[True] - side[False]) / n)
+                offs.append(side[False] / n)
+        out[name] = statistics.median(diffs) * 1e6
+        out[name + "_off"] = statistics.median(offs) * 1e6
     switch(shell, False)
     return out
 
@@ -166,7 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer cells and repetitions")
     args = parser.parse_args()
-    cells, rounds, calls = (200, 3, 20) if args.quick else (1000, 5, 25)
+    cells, rounds, calls = (200, 3, 20) if args.quick else (1000, 5, 100)
     with Sandbox(balance="100000", api_key=KEY, job_seconds=0.1) as sb:
         os.environ.update(RODIN_API_KEY=KEY, RODIN_API_BASE=sb.base_url)
         from IPython.testing.globalipapp import get_ipython
@@ -175,7 +187,8 @@ def main() -> None:
         with quiet():
             shell.run_line_magic("load_ext", "rodin_jupyter")
         ratio, total, requests_made = bench_cells(shell, sb, cells, rounds)
-        added = bench_request(shell, sb, calls, rounds * 2)
+        noise, noise_total, _ = bench_cells(shell, sb, cells, rounds, noise=True)
+        added = bench_request(shell, sb, calls, rounds)
         check_us = bench_shell_check(1000)
         decision_us = bench_decision(sb, 2000)
     import IPython
@@ -188,6 +201,8 @@ def main() -> None:
         (f"%rodin_guard on / off, {rounds} x {cells:,} cells x {LINES_PER_CELL} lines "
          "(half name Rodin)", f"{ratio:.3f}x ({total:.3f}x), {requests_made} requests",
          "<= 1.02x, 0 requests"),
+        ("  the same harness with both sides off (noise floor)",
+         f"{noise:.3f}x ({noise_total:.3f}x)", "(info)"),
         ("the guard's per-cell work (shell-escape test), one 30-line cell",
          f"{check_us:.1f} us", "(info)"),
         ("added per billable POST /rodin (requests, sandbox)",
