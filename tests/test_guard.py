@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from rodin_jupyter.balance.ledger import get_ledger
+from rodin_jupyter.balance.monitor import get_monitor
 from rodin_jupyter.errors import PricingError
 from rodin_jupyter.guard.decision import GuardBlocked
 from rodin_jupyter.guard.pricing import FIELD_REPORT_PRICES, estimate_cost, load_prices
@@ -111,6 +112,12 @@ def test_enough_balance_sends_once_and_the_ledger_has_it(
     assert [(e.cell, e.credits, e.status) for e in entries] == [
         (count - 2, D("1.5"), "sent"), (count - 1, D("0.5"), "sent")]
     assert [e.task_uuid for e in entries] == [c.task_uuid for c in sandbox_env.charges]
+    from rodin_jupyter.balance.view import spent_here  # the panel's "spent here"
+
+    monitor_entries = get_monitor().snapshot().ledger
+    assert spent_here(get_monitor().snapshot()) == D(2)
+    assert [(e.before, e.after) for e in monitor_entries] == [(D(10), D("8.5")),
+                                                              (D("8.5"), D(8))]
     capsys.readouterr()
     assert run_cell(guarded, "%rodin_balance --ledger --json").success
     data = json.loads(capsys.readouterr().out)

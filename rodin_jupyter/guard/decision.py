@@ -97,6 +97,7 @@ class Ticket:
     """Credits held for one billable request until its answer settles them."""
 
     price: Decimal
+    seen: Decimal | None = None  # the balance it was judged by (the last reading less spent)
     settled: bool = False
 
 
@@ -209,8 +210,9 @@ class Account:
                                                "not run"))
 
     def _hold(self, price: Decimal) -> Ticket:
+        seen = None if self.reading is None else self.reading - (self.finished - self.mark)
         self.in_flight += price
-        return Ticket(price)
+        return Ticket(price, seen)
 
     def _check_budget(self, price: Decimal, what: str, verb: str = "not sent") -> None:
         left = self.budget_left()

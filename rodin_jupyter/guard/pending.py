@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from rodin_jupyter.balance.ledger import SpendEntry, get_ledger
+from rodin_jupyter.balance.monitor import LedgerEntry, get_monitor
 from rodin_jupyter.guard.decision import Account, Ticket
 
 
@@ -46,6 +47,17 @@ class Pending:
         self.account.settle(self.ticket, charged=outcome != "refused",
                                   accepted=outcome == "sent")
         get_ledger().close(self.entry, outcome, uuid, consumed)
+        if outcome == "sent":
+            self._tell_monitor()
+
+    def _tell_monitor(self) -> None:
+        """The panel's "spent here" sums the monitor's entries: one per accepted request,
+        its balance before and after as the guard saw them."""
+        entry, credits = self.entry, self.entry.credits
+        before = self.ticket.seen if self.ticket.seen is not None else credits
+        cell = f"In [{entry.cell}] " if entry.cell is not None else ""
+        get_monitor().add_ledger_entry(LedgerEntry(f"{cell}POST /{entry.endpoint}", credits,
+                                                   before, before - credits, entry.at))
 
     def failed(self) -> None:
         """The request raised midway: it may have been charged, so it stays counted."""
