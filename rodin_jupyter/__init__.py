@@ -27,6 +27,7 @@ from rodin_jupyter.http.client import BalanceReading, RodinClient, check_balance
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+    from rodin_jupyter.generation import Job, generate, generate_many
     from rodin_jupyter.widgets.panel import BalancePanel
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "BalancePanel",
     "BalanceReading",
     "InsecureURLError",
+    "Job",
     "KeyRefusedError",
     "MissingKeyError",
     "PricingError",
@@ -46,6 +48,8 @@ __all__ = [
     "__version__",
     "check_balance",
     "estimate_cost",
+    "generate",
+    "generate_many",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]
@@ -57,6 +61,10 @@ def __getattr__(name: str) -> Any:
         from rodin_jupyter.widgets.panel import BalancePanel
 
         return BalancePanel
+    if name in ("generate", "generate_many", "Job"):  # loaded on first use, like the panel
+        from rodin_jupyter import generation
+
+        return getattr(generation, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -172,6 +172,17 @@ class RodinClient:
         """Where the key came from (an environment variable's name, or 'argument')."""
         return self._key.source
 
+    # -- seam for http/jobs_api.py: the same session, key and timeouts for job calls ------
+
+    @property
+    def session(self) -> requests.Session:
+        """The pooled session (redirects off, deadline adapter), for the job endpoints."""
+        return self._session
+
+    def bearer_auth(self) -> requests.auth.AuthBase:
+        """The Authorization header as a redacted auth object, for this client's host only."""
+        return _BearerAuth(self._key)
+
     def close(self) -> None:
         """Close the pooled connections."""
         self._session.close()

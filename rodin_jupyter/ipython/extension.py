@@ -47,6 +47,9 @@ def unload(shell: Any) -> None:
                         del manager.magics[kind][name]
         if instance in shell.configurables:
             shell.configurables.remove(instance)
+    poller = sys.modules.get("rodin_jupyter.generation.poller")
+    if poller is not None:  # the job poller's thread: stopped and joined
+        poller.shutdown()
     panel = sys.modules.get("rodin_jupyter.widgets.panel")
     if panel is not None:
         panel.shutdown_all()

@@ -1,0 +1,103 @@
+"""Downloading a task's files: temp file then rename, GLB header check, fresh URLs on expiry.
+
+Download URLs expire after about ten minutes and an early list may be incomplete: an expired
+URL makes us ask ``/download`` again for that file, and a list without the requested
+geometry file is asked for again a few times before the files that are there are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rodin_jupyter.errors import BadResponseError, RodinError
+from rodin_jupyter.generation.settings import settings
+from rodin_jupyter.http import jobs_api
+
+if TYPE_CHECKING:
+    from rodin_jupyter.generation.job import Job
+
+MODELS_VARIABLE = "RODIN_MODELS_DIR"
+GLB_MAGIC = b"glTF"
+
+
+def models_folder(folder: str | os.PathLike[str] | None = None) -> Path:
+    """``folder``, else ``RODIN_MODELS_DIR``, else ``./rodin_models``."""
+    chosen = folder or os.environ.get(MODELS_VARIABLE) or "rodin_models"
+    return Path(chosen).expanduser()
+
+
+def check_glb(path: Path) -> None:
+    """A GLB starts with 'glTF', version 2, and its declared length fits the file."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        header = handle.read(12)
+    if len(header) < 12 or header[:4] != GLB_MAGIC:
+        raise BadResponseError(f"{path.name} is not a GLB file (bad header); not saved.")
+    version, length = struct.unpack("<II", header[4:12])
+    if version != 2 or length > size or length < 12:
+        raise BadResponseError(f"{path.name} is not a valid glTF 2 binary (version {version}, "
+                               f"{length} bytes declared, {size} received); not saved.")
+
+
+def _wanted_format(job: Job) -> str:
+    return str(job.fields.get("geometry_file_format") or "glb").lower().lstrip(".")
+
+
+def _listing(job: Job) -> list[tuple[str, str]]:
+    """The download list, asked again while it lacks the requested geometry file."""
+    wanted = "." + _wanted_format(job)
+    items: list[tuple[str, str]] = []
+    for attempt in range(max(1, settings.list_attempts)):
+        items = jobs_api.download_list(job.client, job.task_uuid)
+        if any(name.lower().endswith(wanted) for name, _ in items):
+            return items
+        if attempt + 1 < settings.list_attempts:
+            time.sleep(min(settings.poll_interval, 5.0))
+    if not items:
+        raise RodinError(f"The download list of task {job.task_uuid} is empty; "
+                         "try job.download() again in a minute.")
+    return items  # attached jobs may not know the format; write what there is
+
+
+def _fetch_one(job: Job, name: str, url: str, folder: Path) -> Path:
+    target = folder / jobs_api.sanitize_name(name)
+    for attempt in range(max(1, settings.list_attempts)):
+        descriptor, name_of_temp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.",
+                                                    suffix=".part")
+        temp = Path(name_of_temp)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                jobs_api.fetch(job.client, url, handle, settings.max_download_bytes)
+            if target.suffix.lower() == ".glb":
+                check_glb(temp)
+            os.replace(temp, target)
+            return target
+        except jobs_api.UrlExpired:
+            if attempt + 1 >= settings.list_attempts:
+                raise
+            fresh = dict(jobs_api.download_list(job.client, job.task_uuid))
+            if name not in fresh:
+                raise RodinError(f"{target.name} is no longer in the download list of task "
+                                 f"{job.task_uuid}.") from None
+            url = fresh[name]
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+    raise RodinError(f"Could not download {target.name}.")  # pragma: no cover
+
+
+def download_task(job: Job, folder: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Every file of the task's list into ``folder``; returns the paths written."""
+    target = models_folder(folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RodinError(f"Could not create the folder {target}: "
+                         f"{exc.strerror or type(exc).__name__}.") from None
+    return [_fetch_one(job, name, url, target) for name, url in _listing(job)]

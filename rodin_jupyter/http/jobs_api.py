@@ -1,0 +1,286 @@
+"""The job endpoints: submit (``POST /rodin``), ``/status``, ``/download`` and file fetches.
+
+Every call goes through the balance client's session, so the send-time guard sees the
+submission and the hardening of ``client.py`` applies. A submission is sent exactly once and
+never retried here: a retried submit can be charged twice. Status and download calls are one
+attempt each; the poller decides when to try again (backing off on 429, honouring
+``Retry-After``). Files are fetched *without* the key: their URLs point at storage hosts.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from rodin_jupyter.errors import (
+    BadResponseError,
+    InsecureURLError,
+    KeyRefusedError,
+    RateLimitedError,
+    RodinError,
+    RodinNetworkError,
+    RodinTimeoutError,
+    ServiceError,
+)
+from rodin_jupyter.http.answers import load_json, service_error_code
+from rodin_jupyter.http.client import RodinClient
+from rodin_jupyter.http.deadline import Watchdog
+from rodin_jupyter.http.urls import host_of, is_loopback_host
+
+MAX_ANSWER_BYTES = 1024 * 1024
+FILE_DEADLINE = 600.0
+MAX_REDIRECTS = 3
+FileItem = tuple[str, bytes, str]
+"""An uploaded file: (file name, content, content type)."""
+
+_HINTS = {
+    "INSUFFICIENT_FUND": "not enough credits; top up or choose a cheaper tier",
+    "PARALLELISM_LIMIT": "too many tasks running; wait for one (job.wait()) and submit again",
+    "INVALID_REQUEST": "the service refused the fields; check prompt, images and options",
+    "NO_ACTIVE_SUBSCRIPTION": "API access needs an active Business plan",
+    "PLAN_TOO_LOW": "your plan does not include this option",
+}
+_SAFE_TEXT = re.compile(r"^[\w .,;:!?'()/%+-]{1,160}$")
+
+
+class SubmissionRefused(RodinError):
+    """The service refused a submission (``error`` code set, or a 4xx with a code)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UrlExpired(RodinError):
+    """A download URL answered 401/403/404/410: ask ``/download`` for a fresh list."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What an accepted submission returned."""
+
+    task_uuid: str
+    subscription_key: str
+    job_uuids: tuple[str, ...]
+    consumed: Decimal | None
+
+
+def _fresh(exc: RodinError) -> RodinError:
+    """A copy with no traceback or chain back to requests' objects (they carry the header)."""
+    return copy.copy(exc)
+
+
+def _service_text(payload: Any) -> str:
+    """The service's message when it is short plain text; never a long token (a key?)."""
+    text = payload.get("message") if isinstance(payload, dict) else None
+    if not isinstance(text, str) or not _SAFE_TEXT.match(text.strip()):
+        return ""
+    if any(len(word) >= 16 for word in re.findall(r"[\w-]+", text)):
+        return ""
+    return text.strip().rstrip(".")
+
+
+def _read(response: requests.Response, limit: int = MAX_ANSWER_BYTES) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(65536):
+        size += len(chunk)
+        if size > limit:
+            raise BadResponseError("The service's answer is far too large; not read.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _post(client: RodinClient, path: str, what: str, **kwargs: Any) -> tuple[int, Any, float]:
+    """One POST to the API with the key; returns (status, JSON payload or None, retry-after)."""
+    url = f"{client.base_url}/{path}"
+    host = host_of(url)
+    timeout = (client.connect_timeout, client.read_timeout)
+    watchdog = Watchdog(client.deadline)
+    try:
+        with watchdog, client.session.post(
+                url, auth=client.bearer_auth(), headers={"Accept": "application/json"},
+                timeout=timeout, stream=True, allow_redirects=False, **kwargs) as response:
+            status = response.status_code
+            retry = response.headers.get("Retry-After", "")
+            wait = float(retry) if retry.strip().isdigit() else -1.0
+            body = _read(response) if status < 300 or 400 <= status < 500 else b""
+    except RodinError as exc:  # the send-time guard's refusal, a deadline error
+        raise _fresh(exc) from None
+    except requests.exceptions.ConnectTimeout:
+        raise RodinTimeoutError(f"{host} could not be reached in time for {what}; "
+                                "nothing was sent.") from None
+    except requests.exceptions.Timeout:
+        raise RodinTimeoutError(f"{host} did not answer {what} in time.") from None
+    except requests.exceptions.RequestException:
+        if watchdog.fired:
+            raise RodinTimeoutError(f"{host} did not answer {what} within "
+                                    f"{client.deadline:g} s.") from None
+        raise RodinNetworkError(f"Could not reach {host} for {what}: check the network "
+                                "or RODIN_API_BASE.") from None
+    if watchdog.fired:
+        raise RodinTimeoutError(f"{host} did not answer {what} within {client.deadline:g} s.")
+    if status in (401, 403):
+        raise KeyRefusedError(f"The Rodin API key was refused (HTTP {status}) for {what}: "
+                              "check RODIN_API_KEY (API access needs a Business plan).")
+    if status == 429:
+        shown = f"retry after {wait:.0f} s" if wait >= 0 else "wait a minute"
+        raise RateLimitedError(f"{host} is rate limiting {what} (HTTP 429); {shown}.",
+                               wait if wait >= 0 else None)
+    payload = None
+    if body:
+        try:
+            payload = load_json(body)
+        except BadResponseError:
+            if 200 <= status < 300:
+                raise
+    return status, payload, wait
+
+
+def submit(client: RodinClient, fields: Mapping[str, str | Sequence[str]],
+           images: Sequence[FileItem] = (), endpoint: str = "rodin") -> Submitted:
+    """Send one generation. Never retried: an answer lost after sending may have been charged."""
+    what = f"the {endpoint} submission"
+    # Always multipart (the service takes nothing else): fields as file-less parts.
+    parts: list[tuple[str, Any]] = [
+        (name, (None, value)) for name, values in fields.items()
+        for value in ([values] if isinstance(values, str) else values)]
+    parts += [("images", item) for item in images]
+    try:
+        status, payload, _ = _post(client, endpoint, what, files=parts)
+    except (RodinTimeoutError, RodinNetworkError) as exc:
+        if "nothing was sent" in str(exc):
+            raise
+        raise RodinNetworkError(
+            f"{exc} The submission may have been charged; it is not retried. Check the "
+            "balance and the ledger before submitting again.") from None
+    code = service_error_code(payload)
+    if code and code.upper() in ("OK", "NONE", "NULL"):
+        code = None
+    if 200 <= status < 300 and not code and isinstance(payload, dict):
+        return _accepted(payload)
+    if code or (400 <= status < 500):
+        hint = next((h for k, h in _HINTS.items() if code and k in code.upper()), "")
+        said = _service_text(payload)
+        bits = [p for p in (said, hint) if p]
+        detail = f": {'; '.join(bits)}" if bits else ""
+        raise SubmissionRefused(f"Submission refused ({code or f'HTTP {status}'}){detail}.",
+                                code)
+    raise ServiceError(
+        f"{host_of(client.base_url)} answered HTTP {status} to the submission; not retried "
+        "(a retry can be charged twice). Array fields such as addons must be JSON lists; "
+        "check the balance before trying again.", status)
+
+
+def _accepted(payload: Mapping[str, Any]) -> Submitted:
+    task = payload.get("uuid")
+    jobs = payload.get("jobs")
+    if not isinstance(task, str) or not task or not isinstance(jobs, dict):
+        raise BadResponseError("The submission answer has no task uuid or jobs; it may have "
+                               "been charged: check the balance before submitting again.")
+    key = jobs.get("subscription_key")
+    uuids = jobs.get("uuids") or []
+    if not isinstance(key, str) or not key or not all(isinstance(u, str) for u in uuids):
+        raise BadResponseError("The submission answer has no subscription key.")
+    consumed = payload.get("consumed")
+    return Submitted(task, key, tuple(uuids),
+                     consumed if isinstance(consumed, Decimal) else None)
+
+
+def status(client: RodinClient, subscription_key: str) -> list[tuple[str, str]]:
+    """The jobs of a task and their states (one attempt; 429 raises RateLimitedError)."""
+    code_status, payload, _ = _post(client, "status", "the status check",
+                                    json={"subscription_key": subscription_key})
+    code = service_error_code(payload)
+    jobs = payload.get("jobs") if isinstance(payload, dict) else None
+    if not 200 <= code_status < 300 or not isinstance(jobs, list) or (code and not jobs):
+        shown = code or f"HTTP {code_status}"
+        raise ServiceError(f"The status check failed ({shown}); will ask again.", code_status)
+    found: list[tuple[str, str]] = []
+    for job in jobs:
+        if isinstance(job, dict) and isinstance(job.get("uuid"), str):
+            state = job.get("status")
+            found.append((job["uuid"], state if isinstance(state, str) else "Unknown"))
+    return found
+
+
+def download_list(client: RodinClient, task_uuid: str) -> list[tuple[str, str]]:
+    """(name, url) of each file of a finished task; empty while the list is not ready."""
+    code_status, payload, _ = _post(client, "download", "the download list",
+                                    json={"task_uuid": task_uuid})
+    items = payload.get("list") if isinstance(payload, dict) else None
+    if not 200 <= code_status < 300 or not isinstance(items, list):
+        shown = service_error_code(payload) or f"HTTP {code_status}"
+        raise ServiceError(f"The download list could not be read ({shown}).", code_status)
+    found: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("url"), str) \
+                and isinstance(item.get("name"), str):
+            found.append((item["name"], item["url"]))
+    return found
+
+
+def _check_file_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http"
+                                   and is_loopback_host(parts.hostname or "")):
+        return url
+    raise InsecureURLError("A download URL is not https; not fetched.")
+
+
+def fetch(client: RodinClient, url: str, out: BinaryIO, limit: int) -> int:
+    """Stream a file into ``out`` without the key; at most ``limit`` bytes. Returns the size."""
+    start = time.monotonic()
+    for _ in range(MAX_REDIRECTS + 1):
+        host = host_of(_check_file_url(url))
+        try:
+            with Watchdog(FILE_DEADLINE), client.session.get(
+                    url, timeout=(client.connect_timeout, client.read_timeout), stream=True,
+                    allow_redirects=False) as response:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers.get("Location", ""))
+                    continue
+                if response.status_code in (401, 403, 404, 410):
+                    raise UrlExpired(f"The download URL at {host} has expired "
+                                     f"(HTTP {response.status_code}).")
+                if not 200 <= response.status_code < 300:
+                    raise ServiceError(f"{host} answered HTTP {response.status_code} "
+                                       "to a file download.", response.status_code)
+                return _copy(response.iter_content(1 << 16), out, limit, start)
+        except RodinError as exc:
+            raise _fresh(exc) from None
+        except requests.exceptions.RequestException:
+            raise RodinNetworkError(f"The download from {host} failed; try again.") from None
+    raise ServiceError("A download URL redirected too many times; not followed.")
+
+
+def _copy(chunks: Iterator[bytes], out: BinaryIO, limit: int, start: float) -> int:
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise BadResponseError(f"A downloaded file is larger than {limit >> 20} MB; "
+                                   "stopped (raise the download limit to fetch it).")
+        if time.monotonic() - start > FILE_DEADLINE:
+            raise RodinTimeoutError("A download took longer than "
+                                    f"{FILE_DEADLINE:g} s; stopped.")
+        out.write(chunk)
+    return size
+
+
+def sanitize_name(name: str) -> str:
+    """A file name from the service, safe to join to a folder (no paths, no dot files)."""
+    base = Path(name.replace("\\", "/")).name.strip()
+    base = re.sub(r"[^\w.+-]", "_", base)[:120]
+    if not base.strip("._"):
+        raise BadResponseError("The download list has a file without a usable name.")
+    return base.lstrip(".")
