@@ -78,7 +78,7 @@ def test_a_failed_job_makes_wait_raise_one_line(env: Sandbox) -> None:
     with pytest.raises(JobFailedError) as caught:
         job.wait(timeout=30)
     message = str(caught.value)
-    assert "\n" not in message and list(job.states)[0] in message and "Failed" in message
+    assert "\n" not in message and next(iter(job.states)) in message and "Failed" in message
     with pytest.raises(JobFailedError):
         job.download()
     assert env.count("POST", "/download") == 0
@@ -214,7 +214,7 @@ def test_the_key_is_in_no_output(ip: Any, env: Sandbox, tmp_path: Path,
     cells = [
         "from rodin_jupyter import generate, generate_many, Job",
         "job = generate(prompt='a chair')\njob",
-        "job.wait(30); job.download(r'%s')" % tmp_path,
+        f"job.wait(30); job.download(r'{tmp_path}')",
         "job.preview()",
         "batch = generate_many(['a', 'b', 'c'])\nbatch",
         "generate(prompt='x')",
