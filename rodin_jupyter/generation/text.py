@@ -49,7 +49,8 @@ def progress_html(jobs: Sequence[Job], stopped: str | None = None) -> str:
     done = sum(1 for job in jobs if job.done)
     head = (f'<div class="rodin-jobs-summary">Rodin: {done} of {len(jobs)} task(s) finished'
             "</div>")
-    table = ('<table class="rodin-jobs" style="border-collapse:collapse;font-size:12px">'
+    table = ('<style>.rodin-jobs td,.rodin-jobs th{padding:1px 10px 1px 0;text-align:left}'
+             '</style><table class="rodin-jobs" style="border-collapse:collapse;font-size:12px">'
              "<tr><th>task</th><th>job</th><th>prompt</th><th>state</th><th>elapsed</th>"
              f"<th></th></tr>{''.join(rows)}</table>")
     stop = (f'<div class="rodin-jobs-stopped" style="color:var(--jp-error-color1,#c62828)">'
