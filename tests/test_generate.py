@@ -182,6 +182,13 @@ def test_attach_resumes_a_task_and_downloads(env: Sandbox, tmp_path: Path) -> No
     assert len(env.charges) == 1
 
 
+def test_attaching_an_unknown_task_fails_in_one_line(env: Sandbox) -> None:
+    job = Job.attach("00000000-0000-0000-0000-000000000000", "not-a-subscription-key")
+    with pytest.raises(JobFailedError, match="knows no task") as caught:
+        job.wait(timeout=30)
+    assert "\n" not in str(caught.value)
+
+
 def test_the_poller_thread_ends_when_jobs_end_and_on_shutdown(env: Sandbox) -> None:
     before = set(threading.enumerate())
     env.job_seconds = 60

@@ -151,10 +151,10 @@ class Job:
         self._notify()
 
     def record_error(self, error: RodinError) -> None:
-        """A poll failed; a refused key ends polling (it cannot get better by itself)."""
+        """A poll failed; a refused key or unknown task ends polling (they cannot heal)."""
         with self._lock:
             self.error = str(error)
-            if isinstance(error, KeyRefusedError):
+            if isinstance(error, (KeyRefusedError, jobs_api.TaskNotFound)):
                 self.fatal = True
         if self.fatal:
             self._done.set()

@@ -49,6 +49,7 @@ _HINTS = {
     "NO_ACTIVE_SUBSCRIPTION": "API access needs an active Business plan",
     "PLAN_TOO_LOW": "your plan does not include this option",
 }
+STATES = frozenset({"Waiting", "Generating", "Done", "Failed", "Canceled"})
 _SAFE_TEXT = re.compile(r"^[\w .,;:!?'()/%+-]{1,160}$")
 
 
@@ -58,6 +59,10 @@ class SubmissionRefused(RodinError):
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class TaskNotFound(RodinError):
+    """The service does not know this subscription key or task uuid (a wrong id?)."""
 
 
 class UrlExpired(RodinError):
@@ -202,14 +207,17 @@ def status(client: RodinClient, subscription_key: str) -> list[tuple[str, str]]:
                                     json={"subscription_key": subscription_key})
     code = service_error_code(payload)
     jobs = payload.get("jobs") if isinstance(payload, dict) else None
+    if code_status == 404 or (code and "NOT_FOUND" in code.upper() and not jobs):
+        raise TaskNotFound("The service knows no task with this subscription key; check the "
+                           "ids given to Job.attach (they are in the job's repr).")
     if not 200 <= code_status < 300 or not isinstance(jobs, list) or (code and not jobs):
         shown = code or f"HTTP {code_status}"
         raise ServiceError(f"The status check failed ({shown}); will ask again.", code_status)
     found: list[tuple[str, str]] = []
     for job in jobs:
         if isinstance(job, dict) and isinstance(job.get("uuid"), str):
-            state = job.get("status")
-            found.append((job["uuid"], state if isinstance(state, str) else "Unknown"))
+            state = job.get("status")  # untrusted text: only the states we know
+            found.append((job["uuid"][:64], state if state in STATES else "Unknown"))
     return found
 
 
