@@ -1,0 +1,45 @@
+"""generate() under the send-time guard (issue 9): a refused submit is never sent.
+
+Needs the send-time guard (``rodin_jupyter.guard.decision.GuardBlocked``); skipped until it
+is on the branch, then it must pass as it stands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rodin_jupyter.generation.poller import get_poller
+from rodin_jupyter.sandbox import Sandbox
+
+from .conftest import FAKE_KEY, run_cell
+
+
+@pytest.fixture
+def guarded(ip: Any, sandbox_env: Sandbox) -> Any:
+    decision = pytest.importorskip("rodin_jupyter.guard.decision")
+    run_cell(ip, "%rodin_guard on")
+    yield decision
+    run_cell(ip, "%rodin_guard off")
+    get_poller().shutdown()
+    ip.user_ns.pop("job", None)
+
+
+def test_a_submit_the_balance_cannot_cover_is_blocked_unsent(guarded: Any, ip: Any,
+                                                              sandbox_env: Sandbox) -> None:
+    sandbox_env.set_balance("0.2")
+    result = run_cell(ip, "from rodin_jupyter import generate\n"
+                          "job = generate(prompt='a chair', tier='Gen-2')")
+    error = result.error_in_exec or result.error_before_exec
+    assert isinstance(error, guarded.GuardBlocked), repr(error)
+    lines = error._render_traceback_()
+    assert len(lines) == 1 and FAKE_KEY not in lines[0]
+    assert sandbox_env.count("POST", "/rodin") == 0 and sandbox_env.charges == []
+
+
+def test_a_covered_submit_goes_out_once(guarded: Any, ip: Any, sandbox_env: Sandbox) -> None:
+    result = run_cell(ip, "from rodin_jupyter import generate\n"
+                          "job = generate(prompt='a chair', tier='Gen-2')")
+    assert result.success
+    assert sandbox_env.count("POST", "/rodin") == 1 and len(sandbox_env.charges) == 1
