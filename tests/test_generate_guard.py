@@ -43,3 +43,17 @@ def test_a_covered_submit_goes_out_once(guarded: Any, ip: Any, sandbox_env: Sand
                           "job = generate(prompt='a chair', tier='Gen-2')")
     assert result.success
     assert sandbox_env.count("POST", "/rodin") == 1 and len(sandbox_env.charges) == 1
+
+
+def test_a_batch_stops_at_the_guards_budget(guarded: Any, ip: Any,
+                                            sandbox_env: Sandbox) -> None:
+    assert run_cell(ip, "%rodin_budget 1").success
+    try:
+        result = run_cell(ip, "from rodin_jupyter import generate_many\n"
+                              "batch = generate_many(['a', 'b', 'c'])")
+        assert result.success
+        batch = ip.user_ns.pop("batch")
+    finally:
+        run_cell(ip, "%rodin_budget off")
+    assert len(batch) == 2 and sandbox_env.count("POST", "/rodin") == 2
+    assert batch.stopped and "generation 3" in batch.stopped and "\n" not in batch.stopped

@@ -8,6 +8,7 @@ there with one line instead of submitting.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import mimetypes
@@ -155,6 +156,31 @@ class Batch:
         return progress_bundle(self, self.jobs, stopped=lambda: self.stopped)
 
 
+def _guard_refusal(price: Decimal) -> str | None:
+    """The send-time guard's up-front check (balance, reserve, budget) when the guard is on.
+
+    None when the guard is off or not installed (then the batch checks the balance itself).
+    """
+    try:
+        sendtime = importlib.import_module("rodin_jupyter.guard.sendtime")
+        blocked = importlib.import_module("rodin_jupyter.guard.decision").GuardBlocked
+    except ImportError:
+        return None
+    guard = sendtime.get_guard()
+    if not guard.active:
+        return None
+    from rodin_jupyter.balance.settings import settings as shared
+
+    try:
+        guard.account.check_upfront(price, "the next POST /rodin",
+                                    getattr(shared, "guard_reserve", Decimal(0)),
+                                    getattr(shared, "guard_on_error", "block"),
+                                    lambda text: None)
+    except blocked as exc:
+        return str(exc).rstrip(".")
+    return ""
+
+
 def _covered(price: Decimal, spent: Decimal, budget: Decimal | None) -> str | None:
     """Why the next submission must not go out, or None."""
     from rodin_jupyter.balance.monitor import format_credits, get_monitor
@@ -162,6 +188,9 @@ def _covered(price: Decimal, spent: Decimal, budget: Decimal | None) -> str | No
     if budget is not None and spent + price > budget:
         return (f"the next generation costs {format_credits(price)} credits and the batch "
                 f"budget has {format_credits(budget - spent)} of {format_credits(budget)} left")
+    guarded = _guard_refusal(price)
+    if guarded is not None:  # the guard read the balance and checked its budget
+        return guarded or None
     try:
         balance = get_monitor().refresh().balance
     except RodinError as exc:
