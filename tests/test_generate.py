@@ -36,6 +36,7 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Sandbox-speed polling; the poller is stopped and joined after each test."""
     monkeypatch.setattr(settings, "poll_interval", 0.05)
     monkeypatch.setattr(settings, "max_backoff", 2.0)
+    monkeypatch.setattr(settings, "status_gap", 0.01)
     yield
     get_poller().shutdown()
 

@@ -80,11 +80,10 @@ class Poller:
                     return
                 due = [j for j, w in self._watched.items() if w.due <= now]
                 soonest = min(w.due for w in self._watched.values())
-            for job in due:
-                if stop.is_set():
-                    return
-                self._poll(job)
-            if not due:
+            if due:  # one request, then the gap: the pace holds for any number of jobs
+                self._poll(min(due, key=lambda j: self._watched_due(j)))
+                stop.wait(settings.status_gap)
+            else:
                 self._wake.wait(max(0.0, min(soonest - now, settings.max_backoff)))
                 self._wake.clear()
 
@@ -108,6 +107,11 @@ class Poller:
             if watch is not None:
                 watch.errors = errors
                 watch.due = time.monotonic() + pause
+
+    def _watched_due(self, job: Job) -> float:
+        with self._lock:
+            watch = self._watched.get(job)
+            return watch.due if watch else 0.0
 
     def _errors(self, job: Job) -> int:
         with self._lock:

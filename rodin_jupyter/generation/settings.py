@@ -26,6 +26,10 @@ class GenerationSettings:
     poll_interval: float = field(default_factory=lambda: _env_float("RODIN_POLL_INTERVAL", 5.0))
     """Seconds between ``/status`` polls of one task."""
 
+    status_gap: float = 1.0
+    """Seconds at least between two ``/status`` requests of the poller, all tasks together:
+    at most 60 a minute, half the lowest plan's rate limit, however many jobs are followed."""
+
     max_backoff: float = 60.0
     """The longest pause between polls after errors or 429s."""
 
