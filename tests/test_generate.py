@@ -1,10 +1,9 @@
 """generate() end to end against the sandbox over loopback, through the real client.
 
 Submit, progress states, failed jobs, expired download URLs, refusals, the batch's budget and
-balance stop, 429s while polling, no thread left behind and no key in any output. Where the
-sandbox on main lacks a documented behaviour (failed jobs, a parallelism refusal, expired
-URLs, 429 on /status) the test brings it with the sandbox's fault injection, shaped as the
-documents describe (RODIN_API.md); the strict sandbox of issue 11 serves them natively.
+balance stop, 429s while polling, multi-job tasks with a preview image, no thread left behind
+and no key in any output. Faults come from the sandbox's own switches (``fail_jobs``,
+``refuse``, ``throttle``, ``expire_download_urls``).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,13 +22,11 @@ from rodin_jupyter.errors import RodinError
 from rodin_jupyter.generation import Job, JobFailedError, generate, generate_many, settings
 from rodin_jupyter.generation.files import check_glb
 from rodin_jupyter.generation.poller import get_poller, next_pause, poller_threads
+from rodin_jupyter.http import jobs_api
 from rodin_jupyter.http.jobs_api import SubmissionRefused, sanitize_name
 from rodin_jupyter.sandbox import Sandbox
 
 from .conftest import FAKE_KEY, run_cell
-
-EXPIRED = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
-           "<Message>Request has expired</Message></Error>")
 
 
 @pytest.fixture
@@ -64,18 +62,15 @@ def test_submit_follows_the_states_to_done_and_downloads(env: Sandbox, tmp_path:
     assert ranks == sorted(ranks), seen  # never backwards
     assert seen[0] != "Done" and seen[-1] == "Done", seen
     paths = job.download(tmp_path / "out")
-    assert [p.name for p in paths] == ["model.glb"]
+    assert sorted(p.name for p in paths) == ["model.glb", "preview.webp"]
     check_glb(paths[0])
     assert not [p for p in paths[0].parent.iterdir() if p.suffix == ".part"]
     assert posts(env, "/rodin") == 1 and len(env.charges) == 1
 
 
 def test_a_failed_job_makes_wait_raise_one_line(env: Sandbox) -> None:
+    env.fail_jobs(times=1)
     job = generate(prompt="a chair", watch=False)
-    failed = json.dumps({"jobs": [{"uuid": job_uuid, "status": "Failed"}
-                                  for job_uuid in job.states]})
-    env.inject_fault("/status", status=200, body=failed, content_type="application/json",
-                     times=None)  # issue 11: the sandbox's failed-job injection
     with pytest.raises(JobFailedError) as caught:
         job.wait(timeout=30)
     message = str(caught.value)
@@ -85,19 +80,42 @@ def test_a_failed_job_makes_wait_raise_one_line(env: Sandbox) -> None:
     assert env.count("POST", "/download") == 0
 
 
-def test_an_expired_download_url_is_asked_for_again(env: Sandbox, tmp_path: Path) -> None:
+def after_first_listing(monkeypatch: pytest.MonkeyPatch, then: Any) -> None:
+    """Run ``then(items)`` right after the first download list arrives (before any fetch)."""
+    real = jobs_api.download_list
+    calls: list[int] = []
+
+    def listing(client: Any, task_uuid: str) -> list[tuple[str, str]]:
+        items = real(client, task_uuid)
+        calls.append(1)
+        if len(calls) == 1:
+            then(items)
+        return items
+
+    monkeypatch.setattr(jobs_api, "download_list", listing)
+
+
+def test_an_expired_download_url_is_asked_for_again(env: Sandbox, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     job = generate(prompt="a lamp").wait(timeout=30)
-    env.inject_fault(f"/files/{job.task_uuid}/model.glb", status=403, body=EXPIRED,
-                     content_type="application/xml", times=1)  # issue 11: expiring URLs
+    after_first_listing(monkeypatch, lambda items: env.expire_download_urls())
     paths = job.download(tmp_path)
-    check_glb(paths[0])
+    check_glb(next(p for p in paths if p.suffix == ".glb"))
+    expired = [r for r in env.requests if r.method == "GET" and r.status == 403]
+    assert len(expired) == 1  # the first fetch met the expired link; then a fresh list
     assert env.count("POST", "/download") == 2
 
 
-def test_a_broken_glb_is_not_saved(env: Sandbox, tmp_path: Path) -> None:
+def test_a_broken_glb_is_not_saved(env: Sandbox, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     job = generate(prompt="a lamp").wait(timeout=30)
-    env.inject_fault(f"/files/{job.task_uuid}/model.glb", status=200, body=b"<html>nope",
-                     content_type="text/html", times=1)
+
+    def break_the_model(items: list[tuple[str, str]]) -> None:
+        url = next(u for n, u in items if n.endswith(".glb"))
+        env.inject_fault(urlsplit(url).path, status=200, body=b"<html>nope",
+                         content_type="text/html", times=1)
+
+    after_first_listing(monkeypatch, break_the_model)
     with pytest.raises(RodinError, match="not a GLB"):
         job.download(tmp_path)
     assert list(tmp_path.iterdir()) == []
@@ -113,8 +131,7 @@ def test_a_refused_submission_raises_the_service_code(env: Sandbox) -> None:
 
 
 def test_a_parallelism_refusal_is_not_retried(env: Sandbox) -> None:
-    env.inject_fault("/rodin", status=201, content_type="application/json", body=json.dumps(
-        {"error": "API_PARALLELISM_LIMIT_REACHED", "message": "Too many tasks running"}))
+    env.refuse("API_PARALLELISM_LIMIT_REACHED")
     with pytest.raises(SubmissionRefused, match="PARALLELISM") as caught:
         generate(prompt="a chair")
     assert "wait for one" in str(caught.value)
@@ -162,8 +179,7 @@ def test_polling_backs_off_on_429_and_still_finishes(env: Sandbox) -> None:
     errors: list[str] = []
     job = generate(prompt="a chair", watch=False)
     job.subscribe(lambda: errors.append(job.error or ""))
-    env.inject_fault("/status", status=429, body='{"error": "API_TOO_MANY_REQUESTS"}',
-                     headers={"Retry-After": "1"}, times=2)  # issue 11: 429 on /status
+    env.throttle("/status", retry_after=1, times=2)
     job.wait(timeout=30)
     assert any("429" in e for e in errors) and job.succeeded
 
@@ -271,12 +287,6 @@ def test_file_names_from_the_service_stay_in_the_folder() -> None:
         sanitize_name("..")
 
 
-NEEDS_STRICT_SANDBOX = pytest.mark.xfail(
-    strict=True, reason="needs issue 11's sandbox: multi-job tasks (preview_render=true) and "
-                        "preview.webp plus the requested format in the download list")
-
-
-@NEEDS_STRICT_SANDBOX
 def test_a_multi_job_task_with_a_preview(env: Sandbox, tmp_path: Path) -> None:
     job = generate(prompt="a chair", preview_render=True, geometry_file_format="fbx")
     job.wait(timeout=30)

@@ -26,7 +26,7 @@ settings.poll_interval = 0.1
 print("BEFORE", "job" in globals())
 again = Job.attach({task!r}, {key!r})
 again.wait(timeout=60)
-print("FILES", [p.name for p in again.download({folder!r})])
+print("FILES", sorted(p.name for p in again.download({folder!r})))
 print(repr(again))
 """
 
@@ -67,7 +67,7 @@ def test_attach_after_a_kernel_restart(sandbox_env: Sandbox, tmp_path: Path) -> 
         client.stop_channels()
         km.shutdown_kernel(now=True)
     assert "BEFORE False" in second  # a fresh kernel: the old job object is gone
-    assert "FILES ['model.glb']" in second and task in second
+    assert "FILES ['model.glb', 'preview.webp']" in second and task in second
     assert (tmp_path / "m" / "model.glb").read_bytes()[:4] == b"glTF"
     assert len(sandbox_env.charges) == 1 and sandbox_env.count("POST", "/rodin") == 1
     assert FAKE_KEY not in first + second

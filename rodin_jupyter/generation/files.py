@@ -65,7 +65,8 @@ def _listing(job: Job) -> list[tuple[str, str]]:
     return items  # attached jobs may not know the format; write what there is
 
 
-def _fetch_one(job: Job, name: str, url: str, folder: Path) -> Path:
+def _fetch_one(job: Job, name: str, urls: dict[str, str], folder: Path) -> Path:
+    """One file; on an expired link, one fresh list serves this file and the ones after it."""
     target = folder / jobs_api.sanitize_name(name)
     for attempt in range(max(1, settings.list_attempts)):
         descriptor, name_of_temp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.",
@@ -73,7 +74,7 @@ def _fetch_one(job: Job, name: str, url: str, folder: Path) -> Path:
         temp = Path(name_of_temp)
         try:
             with os.fdopen(descriptor, "wb") as handle:
-                jobs_api.fetch(job.client, url, handle, settings.max_download_bytes)
+                jobs_api.fetch(job.client, urls[name], handle, settings.max_download_bytes)
             if target.suffix.lower() == ".glb":
                 check_glb(temp)
             os.replace(temp, target)
@@ -81,11 +82,10 @@ def _fetch_one(job: Job, name: str, url: str, folder: Path) -> Path:
         except jobs_api.UrlExpired:
             if attempt + 1 >= settings.list_attempts:
                 raise
-            fresh = dict(jobs_api.download_list(job.client, job.task_uuid))
-            if name not in fresh:
+            urls.update(jobs_api.download_list(job.client, job.task_uuid))
+            if name not in urls:
                 raise RodinError(f"{target.name} is no longer in the download list of task "
                                  f"{job.task_uuid}.") from None
-            url = fresh[name]
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
@@ -100,4 +100,6 @@ def download_task(job: Job, folder: str | os.PathLike[str] | None = None) -> lis
     except OSError as exc:
         raise RodinError(f"Could not create the folder {target}: "
                          f"{exc.strerror or type(exc).__name__}.") from None
-    return [_fetch_one(job, name, url, target) for name, url in _listing(job)]
+    items = _listing(job)
+    urls = dict(items)
+    return [_fetch_one(job, name, urls, target) for name in dict.fromkeys(n for n, _ in items)]
