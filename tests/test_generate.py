@@ -23,7 +23,8 @@ from rodin_jupyter.generation import Job, JobFailedError, generate, generate_man
 from rodin_jupyter.generation.files import check_glb
 from rodin_jupyter.generation.poller import get_poller, next_pause, poller_threads
 from rodin_jupyter.http import jobs_api
-from rodin_jupyter.http.jobs_api import SubmissionRefused, sanitize_name
+from rodin_jupyter.http.files_api import sanitize_name
+from rodin_jupyter.http.jobs_api import SubmissionRefused
 from rodin_jupyter.sandbox import Sandbox
 
 from .conftest import FAKE_KEY, run_cell
@@ -143,6 +144,27 @@ def test_a_503_to_the_submission_is_sent_once(env: Sandbox) -> None:
     with pytest.raises(RodinError, match="not retried"):
         generate(prompt="a chair")
     assert posts(env, "/rodin") == 1
+
+
+def test_a_submission_charged_then_dropped_is_not_retried(env: Sandbox) -> None:
+    env.drop_after_charge()
+    with pytest.raises(RodinError, match="may have been charged") as caught:
+        generate(prompt="a chair")
+    assert "\n" not in str(caught.value)
+    assert posts(env, "/rodin") == 1 and len(env.charges) == 1  # charged once, not twice
+
+
+def test_a_refused_connection_says_nothing_was_sent(fresh_monitor: Any, fast: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("RODIN_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("RODIN_API_BASE", f"http://127.0.0.1:{port}/api/v2")
+    with pytest.raises(jobs_api.NotSent, match="nothing was sent"):
+        generate(prompt="a chair")
 
 
 def test_an_unknown_tier_is_refused_before_sending(env: Sandbox) -> None:

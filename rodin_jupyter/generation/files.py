@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from rodin_jupyter.errors import BadResponseError, RodinError
 from rodin_jupyter.generation.settings import settings
-from rodin_jupyter.http import jobs_api
+from rodin_jupyter.http import files_api, jobs_api
 
 if TYPE_CHECKING:
     from rodin_jupyter.generation.job import Job
@@ -67,19 +67,19 @@ def _listing(job: Job) -> list[tuple[str, str]]:
 
 def _fetch_one(job: Job, name: str, urls: dict[str, str], folder: Path) -> Path:
     """One file; on an expired link, one fresh list serves this file and the ones after it."""
-    target = folder / jobs_api.sanitize_name(name)
+    target = folder / files_api.sanitize_name(name)
     for attempt in range(max(1, settings.list_attempts)):
         descriptor, name_of_temp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.",
                                                     suffix=".part")
         temp = Path(name_of_temp)
         try:
             with os.fdopen(descriptor, "wb") as handle:
-                jobs_api.fetch(job.client, urls[name], handle, settings.max_download_bytes)
+                files_api.fetch(job.client, urls[name], handle, settings.max_download_bytes)
             if target.suffix.lower() == ".glb":
                 check_glb(temp)
             os.replace(temp, target)
             return target
-        except jobs_api.UrlExpired:
+        except files_api.UrlExpired:
             if attempt + 1 >= settings.list_attempts:
                 raise
             urls.update(jobs_api.download_list(job.client, job.task_uuid))

@@ -51,7 +51,8 @@ class Preview:
             kind = IMAGE_TYPES[self.image.suffix.lower()]
             blocks.append(f'<img class="rodin-preview-image" alt="{html.escape(self.image.name)}"'
                           f' src="data:{kind};base64,{data}" '
-                          'style="max-width:360px;max-height:360px;margin-right:8px">')
+                          'style="width:240px;height:auto;image-rendering:auto;'
+                          'margin-right:8px;border:1px solid #ccc">')
         if self.model is not None:
             size = self.model.stat().st_size
             if size > settings.max_embed_bytes:

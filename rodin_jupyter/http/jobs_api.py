@@ -4,26 +4,23 @@ Every call goes through the balance client's session, so the send-time guard see
 submission and the hardening of ``client.py`` applies. A submission is sent exactly once and
 never retried here: a retried submit can be charged twice. Status and download calls are one
 attempt each; the poller decides when to try again (backing off on 429, honouring
-``Retry-After``). Files are fetched *without* the key: their URLs point at storage hosts.
+``Retry-After``). Files are fetched by ``files_api.py``, without the key.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, BinaryIO
-from urllib.parse import urljoin, urlsplit
+from typing import Any
 
 import requests
+import urllib3
 
 from rodin_jupyter.errors import (
     BadResponseError,
-    InsecureURLError,
     KeyRefusedError,
     RateLimitedError,
     RodinError,
@@ -34,11 +31,9 @@ from rodin_jupyter.errors import (
 from rodin_jupyter.http.answers import load_json, service_error_code
 from rodin_jupyter.http.client import RodinClient
 from rodin_jupyter.http.deadline import Watchdog
-from rodin_jupyter.http.urls import host_of, is_loopback_host
+from rodin_jupyter.http.urls import host_of
 
 MAX_ANSWER_BYTES = 1024 * 1024
-FILE_DEADLINE = 600.0
-MAX_REDIRECTS = 3
 FileItem = tuple[str, bytes, str]
 """An uploaded file: (file name, content, content type)."""
 
@@ -61,12 +56,12 @@ class SubmissionRefused(RodinError):
         self.code = code
 
 
+class NotSent(RodinNetworkError):
+    """The connection could not even be opened: the request never left."""
+
+
 class TaskNotFound(RodinError):
     """The service does not know this subscription key or task uuid (a wrong id?)."""
-
-
-class UrlExpired(RodinError):
-    """A download URL answered 401/403/404/410: ask ``/download`` for a fresh list."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +100,21 @@ def _read(response: requests.Response, limit: int = MAX_ANSWER_BYTES) -> bytes:
     return b"".join(chunks)
 
 
+def _never_connected(exc: BaseException) -> bool:
+    """True when urllib3 failed to open the connection (refused, DNS): nothing was sent."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, urllib3.exceptions.NewConnectionError):
+            return True
+        reason = getattr(seen, "reason", None)
+        seen = reason if isinstance(reason, BaseException) else (
+            seen.args[0] if seen.args and isinstance(seen.args[0], BaseException)
+            else seen.__context__)
+    return False
+
+
 def _post(client: RodinClient, path: str, what: str, **kwargs: Any) -> tuple[int, Any, float]:
     """One POST to the API with the key; returns (status, JSON payload or None, retry-after)."""
     url = f"{client.base_url}/{path}"
@@ -122,8 +132,16 @@ def _post(client: RodinClient, path: str, what: str, **kwargs: Any) -> tuple[int
     except RodinError as exc:  # the send-time guard's refusal, a deadline error
         raise _fresh(exc) from None
     except requests.exceptions.ConnectTimeout:
-        raise RodinTimeoutError(f"{host} could not be reached in time for {what}; "
-                                "nothing was sent.") from None
+        raise NotSent(f"{host} could not be reached in time for {what}; nothing was "
+                      "sent.") from None
+    except requests.exceptions.ConnectionError as exc:
+        if watchdog.fired:
+            raise RodinTimeoutError(f"{host} did not answer {what} within "
+                                    f"{client.deadline:g} s.") from None
+        if _never_connected(exc):
+            raise NotSent(f"Could not connect to {host} for {what}; nothing was sent: "
+                          "check the network or RODIN_API_BASE.") from None
+        raise RodinNetworkError(f"The connection to {host} broke during {what}.") from None
     except requests.exceptions.Timeout:
         raise RodinTimeoutError(f"{host} did not answer {what} in time.") from None
     except requests.exceptions.RequestException:
@@ -162,9 +180,9 @@ def submit(client: RodinClient, fields: Mapping[str, str | Sequence[str]],
     parts += [("images", item) for item in images]
     try:
         status, payload, _ = _post(client, endpoint, what, files=parts)
+    except NotSent:
+        raise
     except (RodinTimeoutError, RodinNetworkError) as exc:
-        if "nothing was sent" in str(exc):
-            raise
         raise RodinNetworkError(
             f"{exc} The submission may have been charged; it is not retried. Check the "
             "balance and the ledger before submitting again.") from None
@@ -235,60 +253,3 @@ def download_list(client: RodinClient, task_uuid: str) -> list[tuple[str, str]]:
                 and isinstance(item.get("name"), str):
             found.append((item["name"], item["url"]))
     return found
-
-
-def _check_file_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http"
-                                   and is_loopback_host(parts.hostname or "")):
-        return url
-    raise InsecureURLError("A download URL is not https; not fetched.")
-
-
-def fetch(client: RodinClient, url: str, out: BinaryIO, limit: int) -> int:
-    """Stream a file into ``out`` without the key; at most ``limit`` bytes. Returns the size."""
-    start = time.monotonic()
-    for _ in range(MAX_REDIRECTS + 1):
-        host = host_of(_check_file_url(url))
-        try:
-            with Watchdog(FILE_DEADLINE), client.session.get(
-                    url, timeout=(client.connect_timeout, client.read_timeout), stream=True,
-                    allow_redirects=False) as response:
-                if response.is_redirect:
-                    url = urljoin(url, response.headers.get("Location", ""))
-                    continue
-                if response.status_code in (401, 403, 404, 410):
-                    raise UrlExpired(f"The download URL at {host} has expired "
-                                     f"(HTTP {response.status_code}).")
-                if not 200 <= response.status_code < 300:
-                    raise ServiceError(f"{host} answered HTTP {response.status_code} "
-                                       "to a file download.", response.status_code)
-                return _copy(response.iter_content(1 << 16), out, limit, start)
-        except RodinError as exc:
-            raise _fresh(exc) from None
-        except requests.exceptions.RequestException:
-            raise RodinNetworkError(f"The download from {host} failed; try again.") from None
-    raise ServiceError("A download URL redirected too many times; not followed.")
-
-
-def _copy(chunks: Iterator[bytes], out: BinaryIO, limit: int, start: float) -> int:
-    size = 0
-    for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise BadResponseError(f"A downloaded file is larger than {limit >> 20} MB; "
-                                   "stopped (raise the download limit to fetch it).")
-        if time.monotonic() - start > FILE_DEADLINE:
-            raise RodinTimeoutError("A download took longer than "
-                                    f"{FILE_DEADLINE:g} s; stopped.")
-        out.write(chunk)
-    return size
-
-
-def sanitize_name(name: str) -> str:
-    """A file name from the service, safe to join to a folder (no paths, no dot files)."""
-    base = Path(name.replace("\\", "/")).name.strip()
-    base = re.sub(r"[^\w.+-]", "_", base)[:120]
-    if not base.strip("._"):
-        raise BadResponseError("The download list has a file without a usable name.")
-    return base.lstrip(".")

@@ -61,6 +61,9 @@ def test_progress_reaches_done_and_the_model_draws(page: Any, jupyter: JupyterSe
         expect(state).to_have_text("Done", timeout=60_000)  # the widget, updated live
         canvas = page.locator(f"{OUTPUT} canvas.rodin-glb-canvas").first
         expect(canvas).to_have_attribute("data-rodin-viewer", "ready", timeout=60_000)
+        image = page.locator(f"{OUTPUT} img.rodin-preview-image").first
+        expect(image).to_be_visible()  # the service's preview.webp, inlined
+        assert image.evaluate("(img) => img.complete && img.naturalWidth > 0")
         drawn = canvas.evaluate(COUNT_DRAWN)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"generate-{jupyter.kind}.png"), full_page=True)
