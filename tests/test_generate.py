@@ -221,11 +221,22 @@ def test_attach_resumes_a_task_and_downloads(env: Sandbox, tmp_path: Path) -> No
     assert len(env.charges) == 1
 
 
+def test_attach_with_the_task_uuid_alone_downloads(env: Sandbox, tmp_path: Path) -> None:
+    first = generate(prompt="a chair", watch=False)  # the ledger keeps only the task uuid
+    again = Job.attach(first.task_uuid).wait(timeout=30)
+    names = sorted(p.name for p in again.download(tmp_path))
+    assert names == ["model.glb", "preview.webp"] and env.count("POST", "/status") == 0
+    assert len(env.charges) == 1
+
+
 def test_attaching_an_unknown_task_fails_in_one_line(env: Sandbox) -> None:
     job = Job.attach("00000000-0000-0000-0000-000000000000", "not-a-subscription-key")
     with pytest.raises(JobFailedError, match="knows no task") as caught:
         job.wait(timeout=30)
     assert "\n" not in str(caught.value)
+    alone = Job.attach("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(JobFailedError, match="knows no task"):
+        alone.wait(timeout=30)
 
 
 def test_the_poller_thread_ends_when_jobs_end_and_on_shutdown(env: Sandbox) -> None:

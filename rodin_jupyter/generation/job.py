@@ -45,7 +45,7 @@ class Job:
     :meth:`attach` needs after a kernel restart.
     """
 
-    def __init__(self, task_uuid: str, subscription_key: str, *,
+    def __init__(self, task_uuid: str, subscription_key: str | None, *,
                  job_uuids: tuple[str, ...] = (), price: Decimal | None = None,
                  fields: Mapping[str, Any] | None = None,
                  client: RodinClient | None = None, label: str = "") -> None:
@@ -69,11 +69,15 @@ class Job:
     # -- attaching -----------------------------------------------------------------
 
     @classmethod
-    def attach(cls, task_uuid: str, subscription_key: str,
+    def attach(cls, task_uuid: str, subscription_key: str | None = None,
                client: RodinClient | None = None, *, watch: bool = True) -> Job:
-        """Resume a task submitted earlier (after a kernel restart): nothing is charged."""
-        job = cls(task_uuid.strip(), subscription_key.strip(), client=client,
-                  label="attached")
+        """Resume a task submitted earlier (after a kernel restart): nothing is charged.
+
+        Without the subscription key (the ledger keeps only the task uuid) the task counts
+        as done once ``/download`` lists its files.
+        """
+        key = subscription_key.strip() if subscription_key else None
+        job = cls(task_uuid.strip(), key, client=client, label="attached")
         if watch:
             job.watch()
         return job
@@ -163,7 +167,11 @@ class Job:
     def poll(self) -> None:
         """Ask ``/status`` once now (errors are recorded, and raised)."""
         try:
-            states = jobs_api.status(self.client, self.subscription_key)
+            if self.subscription_key is None:
+                listed = jobs_api.download_list(self.client, self.task_uuid)
+                states = [(self.task_uuid, "Done")] if listed else []
+            else:
+                states = jobs_api.status(self.client, self.subscription_key)
         except RodinError as exc:
             self.record_error(exc)
             raise

@@ -244,6 +244,10 @@ def download_list(client: RodinClient, task_uuid: str) -> list[tuple[str, str]]:
     code_status, payload, _ = _post(client, "download", "the download list",
                                     json={"task_uuid": task_uuid})
     items = payload.get("list") if isinstance(payload, dict) else None
+    code = service_error_code(payload)
+    if code_status == 404 or (code and "NOT_FOUND" in code.upper() and not items):
+        raise TaskNotFound("The service knows no task with this uuid; check the id given "
+                           "to Job.attach (it is in the job's repr and the ledger).")
     if not 200 <= code_status < 300 or not isinstance(items, list):
         shown = service_error_code(payload) or f"HTTP {code_status}"
         raise ServiceError(f"The download list could not be read ({shown}).", code_status)
