@@ -100,6 +100,15 @@ def _read(response: requests.Response, limit: int = MAX_ANSWER_BYTES) -> bytes:
     return b"".join(chunks)
 
 
+def _seconds(value: str) -> float:
+    """Delta-seconds of a ``Retry-After`` header, at most an hour; -1 when unreadable."""
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return -1.0
+    return min(seconds, 3600.0) if seconds >= 0 else -1.0  # NaN fails both tests
+
+
 def _never_connected(exc: BaseException) -> bool:
     """True when urllib3 failed to open the connection (refused, DNS): nothing was sent."""
     seen: BaseException | None = exc
@@ -127,7 +136,7 @@ def _post(client: RodinClient, path: str, what: str, **kwargs: Any) -> tuple[int
                 timeout=timeout, stream=True, allow_redirects=False, **kwargs) as response:
             status = response.status_code
             retry = response.headers.get("Retry-After", "")
-            wait = float(retry) if retry.strip().isdigit() else -1.0
+            wait = _seconds(retry)
             body = _read(response) if status < 300 or 400 <= status < 500 else b""
     except RodinError as exc:  # the send-time guard's refusal, a deadline error
         raise _fresh(exc) from None
