@@ -1,8 +1,4 @@
-"""generate() under the send-time guard (issue 9): a refused submit is never sent.
-
-Needs the send-time guard (``rodin_jupyter.guard.decision.GuardBlocked``); skipped until it
-is on the branch, then it must pass as it stands.
-"""
+"""generate() under the send-time guard: a refused submit is never sent, a batch stops."""
 
 from __future__ import annotations
 
@@ -18,7 +14,8 @@ from .conftest import FAKE_KEY, run_cell
 
 @pytest.fixture
 def guarded(ip: Any, sandbox_env: Sandbox) -> Any:
-    decision = pytest.importorskip("rodin_jupyter.guard.decision")
+    from rodin_jupyter.guard import decision
+
     run_cell(ip, "%rodin_guard on")
     yield decision
     run_cell(ip, "%rodin_guard off")
@@ -57,3 +54,4 @@ def test_a_batch_stops_at_the_guards_budget(guarded: Any, ip: Any,
         run_cell(ip, "%rodin_budget off")
     assert len(batch) == 2 and sandbox_env.count("POST", "/rodin") == 2
     assert batch.stopped and "generation 3" in batch.stopped and "\n" not in batch.stopped
+    assert "budget" in batch.stopped and "not sent" in batch.stopped

@@ -176,8 +176,8 @@ def _guard_refusal(price: Decimal) -> str | None:
                                     getattr(shared, "guard_reserve", Decimal(0)),
                                     getattr(shared, "guard_on_error", "block"),
                                     lambda text: None)
-    except blocked as exc:
-        return str(exc).rstrip(".")
+    except blocked as exc:  # its words are for a cell; here a request was not sent
+        return str(exc).rstrip(".").replace(": not run;", ": not sent;")
     return ""
 
 
