@@ -179,9 +179,11 @@ class RodinClient:
         """The pooled session (redirects off, deadline adapter), for the job endpoints."""
         return self._session
 
-    def bearer_auth(self) -> requests.auth.AuthBase:
-        """The Authorization header as a redacted auth object, for this client's host only."""
-        return _BearerAuth(self._key)
+    def api_options(self) -> dict[str, Any]:
+        """requests' keyword arguments for a call to this client's API host: the key as a
+        redacted auth object, no redirects. (Whatever else such a call needs, e.g. proxy or
+        CA bundle, belongs here, so the job calls get it too.)"""
+        return {"auth": _BearerAuth(self._key), "allow_redirects": False}
 
     def close(self) -> None:
         """Close the pooled connections."""

@@ -132,8 +132,8 @@ def _post(client: RodinClient, path: str, what: str, **kwargs: Any) -> tuple[int
     watchdog = Watchdog(client.deadline)
     try:
         with watchdog, client.session.post(
-                url, auth=client.bearer_auth(), headers={"Accept": "application/json"},
-                timeout=timeout, stream=True, allow_redirects=False, **kwargs) as response:
+                url, headers={"Accept": "application/json"}, timeout=timeout, stream=True,
+                **client.api_options(), **kwargs) as response:
             status = response.status_code
             retry = response.headers.get("Retry-After", "")
             wait = _seconds(retry)
