@@ -5,6 +5,7 @@ asyncio, fail closed, refused answers, the exact ledger, and exact unhooking. No
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import http.client
 import importlib.util
 import threading
@@ -42,6 +43,12 @@ def hooked_attributes() -> dict[tuple[str, str], Any]:
 
         found[("httpx.Client", "send")] = httpx.Client.__dict__["send"]
         found[("httpx.AsyncClient", "send")] = httpx.AsyncClient.__dict__["send"]
+        import httpcore
+
+        found[("httpcore.ConnectionPool", "handle_request")] = \
+            httpcore.ConnectionPool.__dict__["handle_request"]
+        found[("httpcore.AsyncConnectionPool", "handle_async_request")] = \
+            httpcore.AsyncConnectionPool.__dict__["handle_async_request"]
     return found
 
 
@@ -74,6 +81,13 @@ def post_requests(sb: Sandbox, tier: str = "Gen-2", **extra: str) -> requests.Re
     return requests.post(f"{sb.base_url}/rodin", headers=H, files=files, timeout=10)
 
 
+def run_loop(coro: Any) -> Any:
+    """asyncio.run in a fresh thread: independent of a loop another test (Playwright's sync
+    API) left running in the main thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(timeout=120)
+
+
 def test_billable_matching() -> None:
     base = "https://api.hyper3d.com/api/v2"
     assert billable_endpoint("POST", f"{base}/rodin") == "rodin"
@@ -82,7 +96,9 @@ def test_billable_matching() -> None:
     assert billable_endpoint("GET", f"{base}/rodin") is None
     for free in ("status", "download", "check_balance", "rodinx", "rodin/logs"):
         assert billable_endpoint("POST", f"{base}/{free}") is None
-    assert billable_endpoint("POST", "https://example.com/api/v2/rodin") is None
+    # any host under the service's base path is the same paid service (proxy, IP, alias)
+    assert billable_endpoint("POST", "https://example.com/api/v2/rodin") == "rodin"
+    assert billable_endpoint("POST", "https://example.com/logs/rodin") is None
 
 
 def test_body_reading() -> None:
@@ -240,7 +256,7 @@ def test_httpx_sync_and_async(guard: SendTimeGuard, sandbox_env: Sandbox) -> Non
                 *[client.post(url, files=files) for _ in range(4)],
                 return_exceptions=True)
 
-    outcomes = asyncio.run(batch())
+    outcomes = run_loop(batch())
     assert sum(isinstance(o, GuardBlocked) for o in outcomes) == 3
     assert sandbox_env.count("POST", "/rodin") == 2 and sandbox_env.balance == 0
     assert get_ledger().total() == D(1)
@@ -253,6 +269,6 @@ def test_asyncio_to_thread(guard: SendTimeGuard, sandbox_env: Sandbox) -> None:
         return await asyncio.gather(*[asyncio.to_thread(post_requests, sandbox_env)
                                       for _ in range(5)], return_exceptions=True)
 
-    outcomes = asyncio.run(batch())
+    outcomes = run_loop(batch())
     assert sum(isinstance(o, GuardBlocked) for o in outcomes) == 3
     assert sandbox_env.count("POST", "/rodin") == 2

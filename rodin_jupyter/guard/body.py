@@ -8,10 +8,13 @@ sent on a guess.
 from __future__ import annotations
 
 import email.message
+import email.parser
+import email.utils
 import json
 import re
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from rodin_jupyter.errors import PricingError
@@ -51,41 +54,93 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", errors="replace")
 
 
-def _param(disposition: bytes, name: bytes) -> str | None:
-    """A ``name="..."`` parameter of a Content-Disposition header (a regex: the email
-    package's parser costs ~30 µs a part, and only plain names matter for the price)."""
-    match = re.search(rb'(?:^|;)\s*' + name + rb'\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))',
-                      disposition, re.IGNORECASE)
-    if match is None:
-        return None
-    return _text(match.group(1) if match.group(1) is not None else match.group(2))
+@dataclass(frozen=True)
+class Part:
+    """One multipart part as both the guard and the sandbox read it."""
+
+    name: str | None
+    filename: str | None
+    content: bytes
+    encoded_name: bool = False  # named in RFC 2231 form (name*=): ambiguous to price
+
+
+class MultipartError(ValueError):
+    """A multipart body that cannot be split into parts unambiguously."""
+
+
+def parse_multipart(body: bytes, boundary: str) -> tuple[list[Part], bool]:
+    """Parts of a multipart/form-data body, and whether anything follows the close.
+
+    A delimiter is CRLF ``--boundary`` (or ``--boundary`` as the first bytes), per RFC 2046:
+    the same text inside a value is content. Headers go through the stdlib email parser
+    (folding unfolded as any server would); one parser for the guard and the sandbox, so
+    what the guard prices is what the sandbox charges.
+    """
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    segments = (b"\r\n" + body).split(delimiter)
+    if len(segments) < 2:
+        raise MultipartError("multipart body has no parts")
+    parts: list[Part] = []
+    header_parser = email.parser.BytesHeaderParser()
+    trailing = False
+    for index, segment in enumerate(segments[1:], start=1):
+        if segment.startswith(b"--"):
+            rest = segments[index + 1:]
+            trailing = bool(rest) or bool(segment[2:].strip())
+            break
+        padding, newline, part = segment.partition(b"\r\n")
+        if not newline or padding.strip(b" \t"):
+            raise MultipartError("malformed multipart delimiter line")
+        if part.startswith(b"\r\n"):
+            head, content = b"", part[2:]
+        else:
+            head, sep, content = part.partition(b"\r\n\r\n")
+            if not sep:
+                raise MultipartError("malformed multipart part")
+        headers = header_parser.parsebytes(head + b"\r\n\r\n")
+        if headers.defects:
+            raise MultipartError("malformed multipart part headers")
+        disposition = headers.get_all("content-disposition") or []
+        if len(disposition) > 1:
+            raise MultipartError("a multipart part with two Content-Disposition headers")
+        if not disposition:
+            parts.append(Part(None, None, content))
+            continue
+        raw = str(disposition[0])
+        params = _params(raw)
+        encoded = bool(re.search(r"(?:^|;)\s*(?:file)?name\*", raw, re.IGNORECASE))
+        name = params.get_param("name")
+        filename = params.get_param("filename")
+        parts.append(Part(
+            email.utils.collapse_rfc2231_value(name) if name is not None else None,
+            email.utils.collapse_rfc2231_value(filename) if filename is not None else None,
+            content, encoded))
+    else:
+        trailing = True  # no close delimiter: a truncated body
+    return parts, trailing
 
 
 def _multipart(body: bytes, boundary: str) -> Fields:
+    """The guard's strict reading: anything two servers could read differently is refused."""
+    try:
+        parts, trailing = parse_multipart(body, boundary)
+    except MultipartError as exc:
+        raise UnreadableBody(str(exc)) from None
+    if trailing:
+        raise UnreadableBody("a multipart body with data after (or without) its close "
+                             "delimiter")
     fields: Fields = {}
-    for segment in body.split(b"--" + boundary.encode("latin-1"))[1:]:
-        if segment.startswith(b"--"):
-            break
-        head, sep, value = segment.lstrip(b"\r\n").partition(b"\r\n\r\n")
-        if not sep:
-            head, sep, value = segment.lstrip(b"\n").partition(b"\n\n")
-        if not sep:
-            raise UnreadableBody("a multipart part without headers")
-        disposition = next((line.split(b":", 1)[1] for line in head.splitlines()
-                            if line.lower().startswith(b"content-disposition:")), b"")
-        if re.search(rb"(?:^|;)\s*(?:file)?name\*", disposition):
+    for part in parts:
+        if part.encoded_name:
             raise UnreadableBody("a multipart part named in RFC 2231 form (name*=)")
-        name = _param(disposition, b"name")
-        if name is None:
+        if part.name is None:
             continue
-        if value.endswith(b"\r\n"):
-            value = value[:-2]
-        elif value.endswith(b"\n"):
-            value = value[:-1]
-        if _param(disposition, b"filename") is not None and name not in PRICE_FIELDS:
-            fields.setdefault(name, []).append("<file>")
+        if part.name in PRICE_FIELDS and part.name in fields:
+            raise UnreadableBody(f"a multipart body with two {part.name!r} fields")
+        if part.filename is not None and part.name not in PRICE_FIELDS:
+            fields.setdefault(part.name, []).append("<file>")
         else:
-            fields.setdefault(name, []).append(_text(value))
+            fields.setdefault(part.name, []).append(_text(part.content))
     return fields
 
 
@@ -145,4 +200,14 @@ def read_fields(content_type: str | None, body: object) -> Fields:
     raise UnreadableBody(f"a body of type {kind!r}")
 
 
-__all__ = ["PRICE_FIELDS", "Fields", "UnreadableBody", "header", "kind_of", "read_fields"]
+__all__ = [
+    "PRICE_FIELDS",
+    "Fields",
+    "MultipartError",
+    "Part",
+    "UnreadableBody",
+    "header",
+    "kind_of",
+    "parse_multipart",
+    "read_fields",
+]

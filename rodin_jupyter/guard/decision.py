@@ -8,22 +8,17 @@ reading started; when that cannot prove the request affordable, it is read fresh
 
 from __future__ import annotations
 
-import functools
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 from rodin_jupyter.balance.settings import settings
 from rodin_jupyter.errors import RodinError
-from rodin_jupyter.guard.pricing import GENERATION_ENDPOINTS
+from rodin_jupyter.guard.billable import SERVICE_BASES, billable_endpoint, guarded_origins
 
 ZERO = Decimal(0)
-SERVICE_BASES = ("https://api.hyper3d.com/api/v2", "https://hyperhuman.deemos.com/api/v2")
-"""The service's default host and the legacy one: always guarded, whatever is configured."""
 
 
 class GuardBlocked(RodinError):
@@ -41,51 +36,6 @@ class GuardBlocked(RodinError):
 
     def line(self) -> str:
         return f"\x1b[0;31mrodin_jupyter: {self}\x1b[0m"
-
-
-def origin(url: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) of an absolute URL, or None."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
-
-
-@functools.lru_cache(maxsize=8)
-def _origins(configured: str, environ: str) -> frozenset[tuple[str, str, int]]:
-    found = set()
-    for base in (*SERVICE_BASES, configured, environ):
-        where = origin(base.strip()) if base else None
-        if where is not None:
-            found.add(where)
-    return frozenset(found)
-
-
-def guarded_origins() -> frozenset[tuple[str, str, int]]:
-    """The service's hosts plus the configured base (``%config`` or ``RODIN_API_BASE``)."""
-    return _origins(settings.base_url, os.environ.get("RODIN_API_BASE", ""))
-
-
-def billable_endpoint(method: str | bytes, url: str) -> str | None:
-    """'rodin' / 'rodin_texture_only' / 'bang' for a POST that spends credits, else None.
-
-    Any path whose last segment is a generation endpoint, on a guarded origin: a path
-    prefix other than the documented one is still the same paid service.
-    """
-    if isinstance(method, bytes):
-        method = method.decode("latin-1")
-    if method.upper() != "POST":
-        return None
-    path = urlsplit(url).path.rstrip("/")
-    last = path.rsplit("/", 1)[-1]
-    if last not in GENERATION_ENDPOINTS:
-        return None
-    where = origin(url)
-    return last if where is not None and where in guarded_origins() else None
 
 
 def credits(value: Decimal) -> str:
@@ -247,4 +197,4 @@ class Account:
 
 
 __all__ = ["SERVICE_BASES", "Account", "GuardBlocked", "Ticket", "billable_endpoint",
-           "guarded_origins", "origin"]
+           "guarded_origins"]

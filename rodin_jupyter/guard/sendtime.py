@@ -2,15 +2,18 @@
 
 Hooks sit where requests leave the process: ``requests.Session.send`` (any adapter),
 urllib3's ``HTTPConnectionPool.urlopen``, ``http.client.HTTPConnection.request`` (urllib.
-request, raw http.client) and ``httpx.Client.send`` / ``AsyncClient.send`` when httpx is
-importable. A thread-local depth marks a request already checked by an outer hook, so a
-request is checked and recorded once. Everything else passes after a method test.
+request, raw http.client) and httpcore's connection pools (httpx sync and async, httpcore)
+when importable. While a billable request is sent, a thread-local mark keyed to it (its
+endpoint and body object) lets the inner layers pass *that* request unchecked, so it is
+checked and recorded once; any other request sent meanwhile (from a response hook, a
+generator body, an adapter) is checked on its own. A forked child refuses billable requests.
 """
 
 from __future__ import annotations
 
 import http.client
 import importlib
+import os
 import sys
 import threading
 import weakref
@@ -24,14 +27,10 @@ from rodin_jupyter.balance.settings import settings
 from rodin_jupyter.errors import PricingError
 from rodin_jupyter.guard.body import PRICE_FIELDS, UnreadableBody, header, read_fields
 from rodin_jupyter.guard.decision import Account, GuardBlocked, billable_endpoint
+from rodin_jupyter.guard.httpcore_hooks import hook_async_pool, hook_pool
+from rodin_jupyter.guard.marks import FORKED, clear_marks, is_guarded, is_post, mark_stack, netloc
 from rodin_jupyter.guard.pending import Pending, peek_body
 from rodin_jupyter.guard.pricing import load_prices, parse_addons, price_request
-
-_depth = threading.local()
-
-
-def _inside() -> bool:
-    return getattr(_depth, "n", 0) > 0
 
 
 def _read_balance() -> Decimal:
@@ -60,6 +59,21 @@ class SendTimeGuard:
         self.refusals = 0
         self.resume_on_load = False  # on when the extension was unloaded: a reload resumes
         self.last_refusal: GuardBlocked | None = None
+        self.forked = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """A forked child must not spend against the parent's reading, reservations or
+        budget (a budget is per kernel, not per process): it refuses billable requests.
+        Locks are new, since another thread may have held them at the fork."""
+        self.forked = True
+        self._lock = threading.Lock()
+        self._http_pending = weakref.WeakKeyDictionary()
+        clear_marks()
+        budget = self.account.budget
+        self.new_account()
+        self.account.set_budget(budget)
 
     def new_account(self) -> Account:
         """A fresh account (no reading, nothing spent): for tests and a new identity."""
@@ -81,6 +95,8 @@ class SendTimeGuard:
             return None
         self.checked += 1
         try:
+            if self.forked:
+                raise GuardBlocked(FORKED.format(what=f"POST /{endpoint}"))
             return self._admit(endpoint, content_type, body)
         except GuardBlocked as exc:
             self.note_refusal(exc)
@@ -137,8 +153,9 @@ class SendTimeGuard:
                     ("urllib3.connectionpool", "HTTPConnectionPool", "urlopen",
                      self._hook_urlopen),
                     ("requests.sessions", "Session", "send", self._hook_requests),
-                    ("httpx", "Client", "send", self._hook_httpx),
-                    ("httpx", "AsyncClient", "send", self._hook_httpx_async)):
+                    ("httpcore", "ConnectionPool", "handle_request", hook_pool(self.admit)),
+                    ("httpcore", "AsyncConnectionPool", "handle_async_request",
+                     hook_async_pool(self.admit))):
                 try:
                     cls = getattr(importlib.import_module(module), owner)
                 except (ImportError, AttributeError):
@@ -164,17 +181,26 @@ class SendTimeGuard:
     # -- the hooks --------------------------------------------------------------------------
 
     def _guarded_call(self, pending: Pending | None, call: Callable[[], Any],
-                      answer: Callable[[Any], tuple[int | None, bytes | None]] | None) -> Any:
-        _depth.n = getattr(_depth, "n", 0) + 1
+                      answer: Callable[[Any], tuple[int | None, bytes | None]] | None,
+                      mark: tuple[str, object] | None = None) -> Any:
+        """Send; while it is sent, the mark lets inner layers pass this one request."""
+        if pending is None:
+            return call()
+        stack = mark_stack()
+        if mark is not None:
+            stack.append(mark)
         try:
             result = call()
         except BaseException:
-            if pending is not None:
-                pending.failed()
+            pending.failed()
             raise
         finally:
-            _depth.n -= 1
-        if pending is not None and answer is not None:
+            if mark is not None:
+                for index in range(len(stack) - 1, -1, -1):
+                    if stack[index] is mark:
+                        del stack[index]
+                        break
+        if answer is not None:
             try:
                 status, body = answer(result)
             except Exception:
@@ -184,25 +210,32 @@ class SendTimeGuard:
 
     def _hook_requests(self, original: Any) -> Any:
         def send(session: Any, request: Any, **kwargs: Any) -> Any:
-            if _inside() or request.method != "POST":
+            if not is_post(request.method):
+                return original(session, request, **kwargs)
+            endpoint = billable_endpoint(request.method, request.url)
+            if endpoint is None or is_guarded(endpoint, request.body):
                 return original(session, request, **kwargs)
             pending = self.admit(request.method, request.url,
                                  request.headers.get("Content-Type"), request.body)
             return self._guarded_call(pending, lambda: original(session, request, **kwargs),
-                                      lambda r: (r.status_code, r.content))
+                                      lambda r: (r.status_code, r.content),
+                                      (endpoint, request.body))
         return send
 
     def _hook_urlopen(self, original: Any) -> Any:
         def urlopen(pool: Any, method: str, url: str, body: Any = None, headers: Any = None,
                     *args: Any, **kwargs: Any) -> Any:
-            if _inside() or str(method).upper() != "POST":
+            if not is_post(method):
                 return original(pool, method, url, body, headers, *args, **kwargs)
-            full = url if "://" in url else f"{pool.scheme}://{pool.host}:{pool.port}{url}"
+            full = url if "://" in url else f"{pool.scheme}://{netloc(pool)}{url}"
+            endpoint = billable_endpoint(method, full)
+            if endpoint is None or is_guarded(endpoint, body):
+                return original(pool, method, url, body, headers, *args, **kwargs)
             pending = self.admit(method, full, header(headers, "Content-Type"), body)
             preload = kwargs.get("preload_content", True)
             return self._guarded_call(
                 pending, lambda: original(pool, method, url, body, headers, *args, **kwargs),
-                lambda r: (r.status, r.data if preload else None))
+                lambda r: (r.status, r.data if preload else None), (endpoint, body))
         return urlopen
 
     @staticmethod
@@ -210,13 +243,16 @@ class SendTimeGuard:
         if "://" in url:
             return url
         scheme = "https" if isinstance(conn, http.client.HTTPSConnection) else "http"
-        return f"{scheme}://{conn.host}:{conn.port}{url}"
+        return f"{scheme}://{netloc(conn)}{url}"
 
     def _hook_http_request(self, original: Any) -> Any:
         def request(conn: Any, method: str, url: str, body: Any = None, headers: Any = None,
                     *args: Any, **kwargs: Any) -> Any:
             headers = {} if headers is None else headers
-            if _inside() or str(method).upper() != "POST":
+            if not is_post(method):
+                return original(conn, method, url, body, headers, *args, **kwargs)
+            endpoint = billable_endpoint(method, self._conn_url(conn, url))
+            if endpoint is None or is_guarded(endpoint, body):
                 return original(conn, method, url, body, headers, *args, **kwargs)
             pending = self.admit(method, self._conn_url(conn, url),
                                  header(headers, "Content-Type"), body)
@@ -225,12 +261,14 @@ class SendTimeGuard:
                     self._http_pending[conn] = pending  # settled by getresponse
             return self._guarded_call(
                 pending, lambda: original(conn, method, url, body, headers, *args, **kwargs),
-                None)
+                None, (endpoint, body))
         return request
 
     def _hook_putrequest(self, original: Any) -> Any:
         def putrequest(conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            if not _inside() and billable_endpoint(method, self._conn_url(conn, url)):
+            endpoint = billable_endpoint(method, self._conn_url(conn, url)) \
+                if is_post(method) else None
+            if endpoint is not None and not is_guarded(endpoint, any_body=True):
                 exc = GuardBlocked("guard: a POST to a generation endpoint sent piece by "
                                    "piece (putrequest/send) cannot be priced: not sent; use "
                                    "conn.request(method, url, body, headers)")
@@ -248,40 +286,6 @@ class SendTimeGuard:
             return self._guarded_call(pending, lambda: original(conn, *args, **kwargs),
                                       lambda r: (r.status, peek_body(r)))
         return getresponse
-
-    def _hook_httpx(self, original: Any) -> Any:
-        def send(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-            if (_inside() or request.method != "POST"
-                    or billable_endpoint(request.method, str(request.url)) is None):
-                return original(client, request, *args, **kwargs)
-            request.read()  # multipart and generators alike become bytes, sent as read
-            pending = self.admit(request.method, str(request.url),
-                                 request.headers.get("Content-Type"), request.content)
-            stream = kwargs.get("stream", False)
-            return self._guarded_call(
-                pending, lambda: original(client, request, *args, **kwargs),
-                lambda r: (r.status_code, None if stream else r.content))
-        return send
-
-    def _hook_httpx_async(self, original: Any) -> Any:
-        async def send(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-            if (request.method != "POST"
-                    or billable_endpoint(request.method, str(request.url)) is None):
-                return await original(client, request, *args, **kwargs)
-            await request.aread()
-            pending = self.admit(request.method, str(request.url),
-                                 request.headers.get("Content-Type"), request.content)
-            try:
-                response = await original(client, request, *args, **kwargs)
-            except BaseException:
-                if pending is not None:
-                    pending.failed()
-                raise
-            if pending is not None:
-                stream = kwargs.get("stream", False)
-                pending.done(response.status_code, None if stream else response.content)
-            return response
-        return send
 
 
 _guard = SendTimeGuard()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 import sys
 from typing import Any
 
@@ -18,27 +19,70 @@ from rodin_jupyter.guard.decision import GuardBlocked
 from rodin_jupyter.guard.sendtime import get_guard
 
 _SHELL_MAGIC = re.compile(r"^\s*(?:!|%sx\b|%system\b|%%(?:bash|sh|script|system)\b)")
-_HTTP_TOOL = re.compile(r"(?:^|[;&|(`]\s*)(?:sudo\s+|command\s+)?(?:curl|wget|https?|xh)(?=\s)")
 _PREFIX = re.compile(r"^\s*(?:!+|%sx\b|%system\b)\s*")
-_ENDPOINT = re.compile(r"/(?:rodin|rodin_texture_only|bang)(?=$|[\s'\"?)}])")
-_POSTING = re.compile(r"(?:-X\s*['\"]?POST\b|--request[=\s]+['\"]?POST\b|(?:^|\s)(?:-F|--form|-d|"
-                      r"--data(?:-\w+)?|--post-data|--post-file|--json)(?=\s|=|$)|"
-                      r"\bhttps?\s+POST\b|\bhttp\s+-f\b)")
+_HTTP_TOOLS = frozenset({"curl", "wget", "http", "https", "xh"})
+_WRAPPERS = frozenset({"sudo", "command", "env", "time", "nohup", "exec"})
+_SEPARATORS = frozenset({";", "|", "||", "&", "&&", "(", ")", ";;", "|&"})
+_ENDPOINT = re.compile(r"/(?:rodin|rodin_texture_only|bang)/?(?:$|[?#])")
+_POST_FLAGS = frozenset({"-F", "--form", "-d", "--data", "--data-raw", "--data-binary",
+                         "--data-urlencode", "--data-ascii", "--post-data", "--post-file",
+                         "--json", "--form-string"})
 SHELL_REFUSAL = ("guard: a shell command in this cell posts to a Rodin generation endpoint, "
                  "which the guard cannot check (another process): cell not run; send it "
                  "from Python (requests) so it is priced, or `%rodin_guard off`")
 
 
+def _commands(line: str) -> list[list[str]]:
+    """Simple commands of a shell line, quotes respected; [] when shlex cannot tell."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    try:
+        tokens = list(lexer)
+    except ValueError:  # an unclosed quote: uncertain, so not judged
+        return []
+    commands: list[list[str]] = [[]]
+    for token in tokens:
+        if token in _SEPARATORS:
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    return [c for c in commands if c]
+
+
+def _posts(words: list[str]) -> bool:
+    """An HTTP tool in command position, a generation URL and a POST flag among its words."""
+    while words and (words[0] in _WRAPPERS or re.fullmatch(r"\w+=.*", words[0])):
+        words = words[1:]
+    if not words or words[0].rsplit("/", 1)[-1] not in _HTTP_TOOLS:
+        return False
+    args = words[1:]
+    if not any(_ENDPOINT.search(w) for w in args):
+        return False
+    for index, word in enumerate(args):
+        flag = word.split("=", 1)[0]
+        if flag in _POST_FLAGS or word in ("-XPOST", "POST") and words[0] != "wget":
+            return True
+        if flag in ("-X", "--request") and "=" in word and word.split("=", 1)[1] == "POST":
+            return True
+        if word in ("-X", "--request") and index + 1 < len(args) and args[index + 1] == "POST":
+            return True
+    return False
+
+
 def posts_from_shell(lines: list[str]) -> bool:
-    """True only for a shell line that runs an HTTP tool posting to a generation path."""
+    """True only for a shell command that certainly runs an HTTP tool posting to a
+    generation path (tokenised as the shell would; anything uncertain is not judged)."""
     whole_cell = bool(lines) and re.match(r"^\s*%%(?:bash|sh|script|system)\b", lines[0])
     if lines and not whole_cell and lines[0].lstrip().startswith("%%"):
         return False  # another cell magic's body (%%writefile, %%html): not run by a shell
-    for line in lines:
+    body = lines[1:] if whole_cell else lines
+    text = "".join(body).replace("\\\n", " ")
+    for line in text.splitlines():
         if not (whole_cell or _SHELL_MAGIC.match(line)):
             continue
-        command = _PREFIX.sub("", line, count=1)
-        if _HTTP_TOOL.search(command) and _ENDPOINT.search(command) and _POSTING.search(command):
+        command = line if whole_cell else _PREFIX.sub("", line, count=1)
+        if any(_posts(words) for words in _commands(command)):
             return True
     return False
 

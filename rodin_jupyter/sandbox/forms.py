@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import email.message
-import email.parser
-import email.utils
 import json
 import urllib.parse
 from dataclasses import dataclass, field
+
+from rodin_jupyter.guard.body import MultipartError, parse_multipart
 
 from .ledger import SandboxRequestError
 
@@ -50,44 +50,21 @@ def _bad(message: str) -> SandboxRequestError:
 
 
 def _parse_multipart(body: bytes, boundary: str) -> ParsedBody:
-    """Split a multipart/form-data body by hand; exact bytes, no line-ending rewriting.
-
-    A delimiter is ``--boundary`` at a line start (CRLF before it, or the body's first byte),
-    as RFC 2046 says: the same bytes inside a value (``a--zz cube``) are content.
-    """
+    """Split by the guard's parser (one reading of multipart for guard and sandbox)."""
     result = ParsedBody(kind=MULTIPART)
-    delimiter = b"\r\n--" + boundary.encode("latin-1")
-    segments = (b"\r\n" + body).split(delimiter)
-    if len(segments) < 2:
-        raise _bad("multipart body has no parts")
-    header_parser = email.parser.BytesHeaderParser()
-    for segment in segments[1:]:  # segments[0] is the preamble
-        if segment.startswith(b"--"):
-            break  # closing delimiter
-        padding, newline, part = segment.partition(b"\r\n")
-        if not newline or padding.strip(b" \t"):
-            raise _bad("malformed multipart delimiter line")
-        if part.startswith(b"\r\n"):
-            head, content = b"", part[2:]  # a part without headers
-        else:
-            head, sep, content = part.partition(b"\r\n\r\n")
-            if not sep:
-                raise _bad("malformed multipart part")
-        headers = header_parser.parsebytes(head + b"\r\n\r\n")
-        disposition = headers.get("content-disposition")
-        if disposition is None:
+    try:
+        parts, _trailing = parse_multipart(body, boundary)
+    except MultipartError as exc:
+        raise _bad(str(exc)) from None
+    for part in parts:
+        if not part.name:
             continue
-        params = _header_params(str(disposition))
-        name = email.utils.collapse_rfc2231_value(params.get_param("name") or "")
-        filename_param = params.get_param("filename")
-        if not name:
-            continue
-        if filename_param is not None:
-            filename = email.utils.collapse_rfc2231_value(filename_param)
-            result.files.setdefault(name, []).append(UploadedFile(filename, len(content)))
+        if part.filename is not None:
+            result.files.setdefault(part.name, []).append(
+                UploadedFile(part.filename, len(part.content)))
         else:
-            text = content.decode("utf-8", errors="replace")
-            result.fields.setdefault(name, []).append(text)
+            result.fields.setdefault(part.name, []).append(
+                part.content.decode("utf-8", errors="replace"))
     return result
 
 
