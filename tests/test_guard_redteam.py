@@ -179,7 +179,7 @@ def test_httpx_transports_and_httpcore_are_checked(guard: SendTimeGuard,
 
 def test_async_tests_run_beside_a_loop_in_the_main_thread(guard: SendTimeGuard,
                                                           sandbox_env: Sandbox) -> None:
-    """What Playwright's sync API leaves behind: a loop running in the main thread."""
+    """What Playwright's sync API leaves behind: a loop running in the calling thread."""
     sandbox_env.set_balance("1.0")
 
     async def batch() -> list[Any]:
@@ -193,7 +193,7 @@ def test_async_tests_run_beside_a_loop_in_the_main_thread(guard: SendTimeGuard,
         old.close()
         return list(run_loop(batch()))
 
-    outcomes = asyncio.run(main_thread_loop())
+    outcomes = run_loop(main_thread_loop())  # a loop runs in the thread that calls run_loop
     assert sum(isinstance(o, GuardBlocked) for o in outcomes) == 1
     assert sandbox_env.count("POST", "/rodin") == 2
 

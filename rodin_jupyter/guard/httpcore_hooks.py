@@ -13,6 +13,7 @@ from typing import Any
 
 from rodin_jupyter.guard.body import header
 from rodin_jupyter.guard.decision import billable_endpoint
+from rodin_jupyter.guard.marks import is_post
 from rodin_jupyter.guard.pending import Pending
 
 Admit = Callable[[str, str, str | None, object], "Pending | None"]
@@ -96,9 +97,9 @@ class _Bytes:
 def hook_pool(admit: Admit) -> Callable[[Any], Any]:
     def make(original: Any) -> Any:
         def handle_request(pool: Any, request: Any) -> Any:
-            url = request_url(request)
             method = request.method
-            if billable_endpoint(method, url) is None:
+            if not is_post(method) or billable_endpoint(method, url := request_url(request)) \
+                    is None:
                 return original(pool, request)
             data = b"".join(request.stream)
             request.stream = _Bytes(data)
@@ -119,9 +120,9 @@ def hook_pool(admit: Admit) -> Callable[[Any], Any]:
 def hook_async_pool(admit: Admit) -> Callable[[Any], Any]:
     def make(original: Any) -> Any:
         async def handle_async_request(pool: Any, request: Any) -> Any:
-            url = request_url(request)
             method = request.method
-            if billable_endpoint(method, url) is None:
+            if not is_post(method) or billable_endpoint(method, url := request_url(request)) \
+                    is None:
                 return await original(pool, request)
             data = b"".join([chunk async for chunk in request.stream])
             request.stream = _Bytes(data)

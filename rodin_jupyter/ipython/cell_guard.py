@@ -61,7 +61,7 @@ def _posts(words: list[str]) -> bool:
         return False
     for index, word in enumerate(args):
         flag = word.split("=", 1)[0]
-        if flag in _POST_FLAGS or word in ("-XPOST", "POST") and words[0] != "wget":
+        if flag in _POST_FLAGS or (word in ("-XPOST", "POST") and words[0] != "wget"):
             return True
         if flag in ("-X", "--request") and "=" in word and word.split("=", 1)[1] == "POST":
             return True
