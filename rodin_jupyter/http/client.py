@@ -7,24 +7,25 @@ is ever retried; nothing here sends a request that can spend credits.
 from __future__ import annotations
 
 import copy
+import hashlib
+import http.client
 import logging
 import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
-from urllib.parse import urljoin
 
 import requests
-import requests.auth
+from urllib3.exceptions import HTTPError, ProtocolError
+from urllib3.util import parse_url
 
-from rodin_jupyter._version import __version__
 from rodin_jupyter.balance.settings import balance_in_credits
 from rodin_jupyter.errors import (
     BadResponseError,
+    InsecureURLError,
     KeyRefusedError,
     RateLimitedError,
     RodinError,
@@ -33,11 +34,30 @@ from rodin_jupyter.errors import (
     ServiceError,
 )
 from rodin_jupyter.http.answers import parse_balance
-from rodin_jupyter.http.deadline import DeadlineAdapter, Watchdog
+from rodin_jupyter.http.deadline import Watchdog
 from rodin_jupyter.http.key import ApiKey, resolve_key
-from rodin_jupyter.http.urls import host_of, resolve_base_url
+from rodin_jupyter.http.messages import (
+    MAX_RETRY_AFTER,
+    is_malformed_http,
+    malformed,
+    proxy_error,
+    redirect_error,
+    retry_after_seconds,
+    scrubbed,
+    status_error,
+    tls_message,
+)
+from rodin_jupyter.http.transport import (
+    BearerAuth,
+    ca_bundle,
+    make_session,
+    proxy_for,
+    read_capped,
+)
+from rodin_jupyter.http.urls import resolve_base
 
 log = logging.getLogger("rodin_jupyter.http.client")
+__all__ = ["MAX_RETRY_AFTER", "BalanceReading", "RodinClient", "check_balance"]
 
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
@@ -45,7 +65,6 @@ DEFAULT_DEADLINE = 25.0
 DEFAULT_RETRIES = 2
 MAX_BODY_BYTES = 64 * 1024
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-MAX_RETRY_AFTER = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,8 @@ class BalanceReading:
     balance: Decimal
     checked_at: datetime
     monotonic: float = field(default_factory=time.monotonic, compare=False)
+    account: tuple[str, str] | None = field(default=None, compare=False)
+    """(base URL, key fingerprint) the reading was taken with; None when unknown."""
 
     def age(self) -> float:
         """Seconds since the reading was taken."""
@@ -70,67 +91,7 @@ class _Retry(Exception):
         self.wait = wait
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER)  # "inf" or 1e308 must not reach a message
-
-
-class _Secret(str):
-    """A header value that never shows itself: ``%xmode Verbose`` prints frame locals."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "'<redacted>'"
-
-
-class _BearerAuth(requests.auth.AuthBase):
-    """Sets ``Authorization`` on the prepared request, as a :class:`_Secret`.
-
-    An auth object rather than a plain header: requests then never swaps in credentials
-    from ``~/.netrc``, and the header's value shows as redacted in any traceback.
-    """
-
-    def __init__(self, key: ApiKey) -> None:
-        self._key = key
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = _Secret(f"Bearer {self._key.reveal()}")
-        return request
-
-    def __repr__(self) -> str:
-        return "<bearer auth: redacted>"
-
-
-def _redirect_error(response: requests.Response, host: str) -> ServiceError:
-    """A redirect is never followed: the key must stay with the host the user chose."""
-    location = response.headers.get("Location", "")
-    try:
-        target = host_of(urljoin(response.url, location)) if location else ""
-    except ValueError:
-        target = ""
-    if not target or len(target) > 100 or not (target.isascii() and target.isprintable()):
-        target = "another address"
-    return ServiceError(
-        f"{host} redirected the balance check to {target}; not followed, so the key stays "
-        "with the host you chose. Check RODIN_API_BASE.",
-        response.status_code,
-    )
+_retry_after_seconds = retry_after_seconds  # the name the fuzz tests know
 
 
 class RodinClient:
@@ -151,18 +112,15 @@ class RodinClient:
         retries: int = DEFAULT_RETRIES,
         backoff: float = 0.5,
     ) -> None:
-        self.base_url = resolve_base_url(base_url)
+        self.base = resolve_base(base_url)
+        self.base_url = self.base.url
         self._key = resolve_key(api_key)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.deadline = deadline
         self.retries = max(0, retries)
         self.backoff = backoff
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = f"rodin-jupyter/{__version__}"
-        self._session.max_redirects = 0
-        for prefix in ("https://", "http://"):
-            self._session.mount(prefix, DeadlineAdapter())
+        self._session = make_session()
 
     def __repr__(self) -> str:
         return f"<RodinClient base_url={self.base_url!r} key={self._key!r}>"
@@ -171,6 +129,12 @@ class RodinClient:
     def key_source(self) -> str:
         """Where the key came from (an environment variable's name, or 'argument')."""
         return self._key.source
+
+    @property
+    def account(self) -> tuple[str, str]:
+        """(base URL, key fingerprint): which account a reading from this client is for."""
+        digest = hashlib.sha256(self._key.reveal().encode()).hexdigest()[:16]
+        return self.base_url, digest
 
     # -- seam for http/jobs_api.py: the same session, key and timeouts for job calls ------
 
@@ -181,9 +145,12 @@ class RodinClient:
 
     def api_options(self) -> dict[str, Any]:
         """requests' keyword arguments for a call to this client's API host: the key as a
-        redacted auth object, no redirects. (Whatever else such a call needs, e.g. proxy or
-        CA bundle, belongs here, so the job calls get it too.)"""
-        return {"auth": _BearerAuth(self._key), "allow_redirects": False}
+        redacted auth object, no redirects, and the proxy and CA bundle of the transport
+        policy (the session trusts nothing from the environment by itself)."""
+        proxy = proxy_for(self.base)
+        return {"auth": BearerAuth(self._key), "allow_redirects": False,
+                "proxies": {"https": proxy} if proxy else {},
+                "verify": ca_bundle() if self.base.scheme == "https" else True}
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -204,8 +171,9 @@ class RodinClient:
             return self._check_balance()
         except RodinError as exc:
             # A fresh copy: no traceback, __context__ or __cause__ leading back to requests'
-            # objects, whose prepared request carries the Authorization header.
-            failure = copy.copy(exc)
+            # objects, whose prepared request carries the Authorization header. Scrubbed:
+            # nothing the server sent may carry the key (or a long piece of it) out.
+            failure = scrubbed(copy.copy(exc), self._key.reveal())
         raise failure
 
     def _check_balance(self) -> BalanceReading:
@@ -218,8 +186,8 @@ class RodinClient:
             try:
                 body = self._get(url, remaining, start)
                 balance = balance_in_credits(parse_balance(body))  # the unit: balance_scale
-                log.debug("balance read from %s: %s", host_of(url), balance)
-                return BalanceReading(balance, datetime.now(timezone.utc))
+                log.debug("balance read from %s: %s", self.base.netloc, balance)
+                return BalanceReading(balance, datetime.now(timezone.utc), account=self.account)
             except BadResponseError as exc:  # say what to do, not only what was wrong
                 message = str(exc)
                 if "RODIN_API_BASE" not in message:
@@ -245,7 +213,7 @@ class RodinClient:
 
     def _get(self, url: str, remaining: float, start: float) -> bytes:
         """One GET; returns the body of a 2xx answer or raises (``_Retry`` when transient)."""
-        host = host_of(url)
+        host = self.base.netloc
         if remaining <= 0:
             raise self._deadline_error(host)
         watchdog = Watchdog(remaining)
@@ -264,79 +232,77 @@ class RodinClient:
                          **kwargs: Any) -> requests.Response:
         """Response hook: stop at a redirect before requests reads its whole body."""
         if response.is_redirect:
-            error = _redirect_error(response, host_of(response.url))
+            error = redirect_error(response, self.base.netloc)
             response.close()
             raise error
         return response
 
+    def _prepare(self, url: str) -> requests.PreparedRequest:
+        """The request, checked to go to the very host the URL rule was decided for."""
+        request = self._session.prepare_request(requests.Request(
+            "GET", url, auth=BearerAuth(self._key), headers={"Accept": "application/json"},
+            hooks={"response": self._refuse_redirect}))
+        target = parse_url(request.url or "")
+        if ((target.host or "").strip("[]").lower() != self.base.host
+                or target.port != self.base.port or target.scheme != self.base.scheme):
+            raise InsecureURLError("RODIN_API_BASE could not be sent as given; check it.")
+        return request
+
     def _send(self, url: str, host: str, remaining: float, start: float) -> bytes:
         timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
+        proxy = proxy_for(self.base)
+        proxies = {"https": proxy} if proxy else {}
+        verify = ca_bundle() if self.base.scheme == "https" else True
         try:
-            with self._session.get(url, auth=_BearerAuth(self._key),
-                                   headers={"Accept": "application/json"},
-                                   timeout=timeout, stream=True,
-                                   allow_redirects=False,
-                                   hooks={"response": self._refuse_redirect}) as response:
-                status = response.status_code
-                if 300 <= status < 400:
-                    raise _redirect_error(response, host)
-                if status in (401, 403):
-                    raise KeyRefusedError(
-                        f"The Rodin API key was refused (HTTP {status}): check RODIN_API_KEY "
-                        "(API access needs a Business plan)."
-                    )
-                if status == 429:
-                    wait = _retry_after_seconds(response.headers.get("Retry-After"))
-                    hint = f"retry after {wait:.0f} s" if wait is not None else "wait a minute"
-                    raise _Retry(RateLimitedError(
-                        f"{host} is rate limiting requests (HTTP 429); {hint}.", wait), wait)
-                if status in RETRYABLE_STATUS:
-                    raise _Retry(ServiceError(
-                        f"{host} is unavailable (HTTP {status}); try again in a minute.", status))
-                if status >= 500:
-                    raise ServiceError(
-                        f"{host} had an internal error (HTTP {status}); try again later.", status)
-                if status == 404:
-                    raise ServiceError(
-                        f"{host} has no balance endpoint at this address (HTTP 404): "
-                        "check RODIN_API_BASE (it should end in /api/v2).", status)
-                if not 200 <= status < 300:
-                    raise ServiceError(
-                        f"{host} answered HTTP {status} to the balance check.", status)
-                return self._read_body(response, start)
-        except requests.exceptions.SSLError:
-            raise RodinNetworkError(
-                f"The TLS certificate of {host} could not be verified; for a private CA "
-                "set REQUESTS_CA_BUNDLE."
-            ) from None
+            request = self._prepare(url)
+            with self._session.send(request, timeout=timeout, stream=True, verify=verify,
+                                    proxies=proxies, allow_redirects=False) as response:
+                return self._answer(response, host, start)
+        except requests.exceptions.ProxyError as exc:
+            error, again = proxy_error(exc, proxy or "", host)
+            raise (_Retry(error) if again else error) from None
+        except requests.exceptions.SSLError as exc:
+            raise RodinNetworkError(tls_message(exc, host)) from None
         except requests.exceptions.Timeout:
             raise _Retry(RodinTimeoutError(
                 f"{host} did not answer in time; check your network and try again.")) from None
-        except (requests.exceptions.ConnectionError,
-                requests.exceptions.ChunkedEncodingError):
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                ProtocolError, http.client.HTTPException) as exc:
+            if is_malformed_http(exc):
+                raise malformed(host) from None
             raise _Retry(RodinNetworkError(
                 f"Could not reach {host}: check your network connection or RODIN_API_BASE."
             )) from None
         except requests.exceptions.TooManyRedirects:
             raise ServiceError(f"{host} redirected the balance check; not followed.") from None
-        except requests.exceptions.RequestException:
-            raise RodinNetworkError(f"The request to {host} failed.") from None
+        except (requests.exceptions.RequestException, HTTPError, OSError, ValueError) as exc:
+            raise RodinNetworkError(
+                f"The request to {host} failed ({type(exc).__name__}): check RODIN_API_BASE "
+                "and your network settings.") from None
 
-    def _read_body(self, response: requests.Response, start: float) -> bytes:
-        """Read at most ``MAX_BODY_BYTES`` and never past the deadline."""
-        length = response.headers.get("Content-Length", "")
-        if length.isascii() and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise BadResponseError("The balance answer is far too large to be a balance.")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_content(8192):
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise BadResponseError("The balance answer is far too large to be a balance.")
-            if time.monotonic() - start > self.deadline:
-                raise self._deadline_error(host_of(response.url))
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def _answer(self, response: requests.Response, host: str, start: float) -> bytes:
+        """The body of a good answer, or the error its status stands for."""
+        status = response.status_code
+        if status in (301, 302, 303, 307, 308):
+            raise redirect_error(response, host)
+        if status in (401, 403):
+            raise KeyRefusedError(
+                f"The Rodin API key was refused (HTTP {status}): check RODIN_API_KEY "
+                "(API access needs a Business plan)."
+            )
+        if status == 429:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            hint = f"retry after {wait:.0f} s" if wait is not None else "wait a minute"
+            raise _Retry(RateLimitedError(
+                f"{host} is rate limiting requests (HTTP 429); {hint}.", wait), wait)
+        if status in RETRYABLE_STATUS:
+            raise _Retry(ServiceError(
+                f"{host} is unavailable (HTTP {status}); try again in a minute.", status))
+        if not 200 <= status < 300:
+            raise status_error(status, host, len(self._key.reveal()))
+        return read_capped(response, MAX_BODY_BYTES,
+                           lambda: time.monotonic() - start > self.deadline,
+                           lambda: self._deadline_error(host))
 
 
 def check_balance(api_key: str | None = None, base_url: str | None = None) -> BalanceReading:
