@@ -6,9 +6,13 @@ through its environment, as a user would with ``RODIN_API_KEY`` / ``RODIN_API_BA
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +25,7 @@ from rodin_jupyter.errors import RodinError
 from rodin_jupyter.sandbox import Sandbox
 
 NOTEBOOK_NAME = "quickstart.ipynb"
+SHUTDOWN_SECONDS = 10.0
 _BALANCE_LINE = re.compile(r"Rodin balance: ([0-9.]+) credits")
 
 
@@ -92,6 +97,28 @@ def local_kernel_manager(sockets_dir: str) -> Any:
                          ip=str(Path(sockets_dir) / "kernel"))
 
 
+def _clean_up(client: Any, km: Any, handlers: dict[int, Any]) -> None:
+    """Stop the kernel now, whatever state the start left it in, and undo what nbclient set up.
+
+    A kernel that failed to start leaves nbclient's exit hook registered (it then waits
+    forever at interpreter exit) and its SIGINT/SIGTERM handlers installed (so SIGTERM does
+    nothing): both are undone here, and the kernel process is killed if it is still there.
+    """
+    atexit.unregister(client._cleanup_kernel)
+    for sig, handler in handlers.items():
+        with contextlib.suppress(ValueError, TypeError, OSError):
+            signal.signal(sig, handler)
+    if km.has_kernel:  # a kernel manager we pass in is ours to stop
+        stopper = threading.Thread(target=km.shutdown_kernel, kwargs={"now": True}, daemon=True)
+        stopper.start()
+        stopper.join(SHUTDOWN_SECONDS)
+        if stopper.is_alive():
+            with contextlib.suppress(Exception):
+                km.provisioner.process.kill()  # compat: jupyter_client >= 7 provisioners
+    with contextlib.suppress(Exception):
+        km.cleanup_resources()
+
+
 def _balances_in(nb: Any) -> list[Decimal]:
     found: list[Decimal] = []
     for cell in nb.cells:
@@ -128,13 +155,17 @@ def run_demo(notebook: str | os.PathLike[str] | None = None,
         km = local_kernel_manager(scratch)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", km=km,
                                 resources={"metadata": {"path": str(source.parent)}})
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             client.execute()
         except CellExecutionError as exc:
             summary.error = f"{exc.ename}: {exc.evalue}"[:300]
+        except OSError as exc:  # e.g. HOME=/proc: the kernel cannot make its directories
+            raise RodinError(
+                f"The demo could not start its kernel ({exc.strerror or type(exc).__name__}); "
+                "check that HOME is a writable directory.") from None
         finally:
-            if km.has_kernel:  # a kernel manager we pass in is ours to stop
-                km.shutdown_kernel(now=True)
+            _clean_up(client, km, handlers)
         summary.end_balance = sb.balance
         summary.generations = sum(1 for c in sb.charges)
         summary.credits_charged = sum((c.credits for c in sb.charges), Decimal(0))

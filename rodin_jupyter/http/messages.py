@@ -170,7 +170,7 @@ def proxy_error(exc: BaseException, proxy: str, host: str) -> tuple[RodinNetwork
             f"The proxy {name} asked for credentials (HTTP 407): check the user and password "
             "in HTTPS_PROXY."), False
     return RodinNetworkError(
-        f"Could not get through the proxy {name} to {host}: check HTTPS_PROXY / NO_PROXY, "
+        f"Could not get through the proxy {name}: check HTTPS_PROXY / NO_PROXY, "
         "or try again later."), True
 
 
