@@ -97,7 +97,7 @@ def local_kernel_manager(sockets_dir: str) -> Any:
                          ip=str(Path(sockets_dir) / "kernel"))
 
 
-def _clean_up(client: Any, km: Any, handlers: dict[int, Any]) -> None:
+def _clean_up(client: Any, km: Any, handlers: dict[Any, Any]) -> None:
     """Stop the kernel now, whatever state the start left it in, and undo what nbclient set up.
 
     A kernel that failed to start leaves nbclient's exit hook registered (it then waits

@@ -8,101 +8,24 @@ observers when anything changes. It knows nothing of IPython or widgets.
 
 from __future__ import annotations
 
-import enum
 import logging
+import os
 import threading
-import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
 
+from rodin_jupyter.balance.display import describe_age, exact_credits, format_credits
+from rodin_jupyter.balance.flight import WAIT_LIMIT, Flight
+from rodin_jupyter.balance.snapshot import ZERO, BalanceState, LedgerEntry, Snapshot
 from rodin_jupyter.errors import RodinError
 from rodin_jupyter.http.client import BalanceReading, RodinClient
 
 log = logging.getLogger("rodin_jupyter.balance.monitor")
 
-ZERO = Decimal(0)
-
-
-class BalanceState(enum.Enum):
-    """What a person should read at a glance."""
-
-    UNKNOWN = "unknown"
-    CHECKING = "checking"
-    OK = "ok"
-    LOW = "low"
-    TOO_LOW = "too low"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One guarded cell that ran: the balance around it and what it took."""
-
-    label: str
-    estimated: Decimal
-    before: Decimal
-    after: Decimal | None
-    at: datetime
-
-    @property
-    def spent(self) -> Decimal | None:
-        """Credits the cell took (a top-up during the cell counts as zero)."""
-        return None if self.after is None else max(ZERO, self.before - self.after)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """An immutable view of the monitor, safe to hand to any thread."""
-
-    balance: Decimal | None = None
-    checked_at: datetime | None = None
-    checked_monotonic: float | None = None
-    error: str | None = None
-    checking: bool = False
-    spent: Decimal = ZERO
-    readings: int = 0
-    ledger: tuple[LedgerEntry, ...] = field(default_factory=tuple)
-
-    @property
-    def stale(self) -> bool:
-        """A balance is shown but the latest attempt to refresh it failed."""
-        return self.balance is not None and self.error is not None
-
-    def age(self) -> float | None:
-        """Seconds since the last successful reading."""
-        if self.checked_monotonic is None:
-            return None
-        return max(0.0, time.monotonic() - self.checked_monotonic)
-
-    def state(self, warn_below: Decimal, minimum: Decimal) -> BalanceState:
-        """Classify against the warning threshold and the guard's minimum."""
-        if self.checking:
-            return BalanceState.CHECKING
-        if self.error is not None:
-            return BalanceState.ERROR
-        if self.balance is None:
-            return BalanceState.UNKNOWN
-        if self.balance < minimum:
-            return BalanceState.TOO_LOW
-        if self.balance < warn_below:
-            return BalanceState.LOW
-        return BalanceState.OK
+POLL = 0.25
 
 
 Observer = Callable[[Snapshot], None]
 ClientFactory = Callable[[], RodinClient]
-
-
-class _Flight:
-    """One balance request in flight and, once done, its outcome for everyone who waited."""
-
-    __slots__ = ("done", "result")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.result: BalanceReading | RodinError | None = None
 
 
 class BalanceMonitor:
@@ -113,7 +36,7 @@ class BalanceMonitor:
         self._client: RodinClient | None = None
         self._identity: Hashable = None
         self._lock = threading.RLock()
-        self._inflight: _Flight | None = None
+        self._inflight: Flight | None = None
         self._last: BalanceReading | None = None
         self._error: str | None = None
         self._spent = ZERO
@@ -163,43 +86,70 @@ class BalanceMonitor:
     # -- reading -----------------------------------------------------------------------
 
     def refresh(self) -> BalanceReading:
-        """Ask the service now. Concurrent callers share one request and its outcome."""
+        """Ask the service now. Concurrent callers share one request and its outcome.
+
+        Every wait is bounded, and an interrupt at any point (KeyboardInterrupt in the
+        leader) leaves the monitor usable: the next caller takes over an abandoned flight.
+        """
         with self._lock:
             flight = self._inflight
-            leader = flight is None
-            if leader:
-                flight = self._inflight = _Flight()
+            if (flight is None or flight.done.is_set() or flight.epoch != self._epoch
+                    or flight.abandoned()):
+                if flight is not None:  # whoever still waits on it is released
+                    flight.land(RodinError("The balance check was interrupted; try again."))
+                flight = self._inflight = Flight(self._epoch)
                 self.requests_sent += 1
-            epoch = self._epoch
-        assert flight is not None
+                leader = True
+            else:
+                leader = False
         if not leader:
-            # The outcome travels with the flight: by the time a waiter wakes up, another
-            # refresh may already have started.
-            flight.done.wait()
-            return self._unwrap(flight.result)
-        # Whatever happens below (even KeyboardInterrupt in the leader), the waiters are
-        # released and the next refresh can start: otherwise every later read would hang.
-        result: BalanceReading | RodinError = RodinError("The balance check was interrupted.")
+            return self._unwrap(self._wait(flight))
+        result: BalanceReading | RodinError = RodinError(
+            "The balance check was interrupted; try again.")
         try:
             self._notify()  # observers see "checking"
-            result = self.client().check_balance()
+            client = self.client()
+            flight.limit = max(WAIT_LIMIT, 2 * float(getattr(client, "deadline", 0)) + 5.0)
+            result = client.check_balance()
         except RodinError as exc:
             result = exc
         except Exception as exc:  # never leave waiters hanging on an unexpected bug
             log.debug("unexpected error during balance check: %s", type(exc).__name__)
             result = RodinError(f"Balance check failed unexpectedly ({type(exc).__name__}).")
         finally:
+            self._finish(flight, result)
+        self._notify()
+        return self._unwrap(result)
+
+    def _wait(self, flight: Flight) -> BalanceReading | RodinError | None:
+        """The outcome of another caller's flight, waiting no longer than its limit."""
+        # The outcome travels with the flight: by the time a waiter wakes up, another
+        # refresh may already have started.
+        while not flight.done.wait(POLL):
+            if flight.abandoned():
+                return RodinError("The balance check in progress did not finish; try again.")
+        return flight.result
+
+    def _finish(self, flight: Flight, result: BalanceReading | RodinError) -> None:
+        """Land the flight; its reading counts only if it is for the current configuration."""
+        try:
             with self._lock:
-                if epoch == self._epoch:  # configure() ran meanwhile: the old state is gone
+                current = flight.epoch == self._epoch and self._inflight is flight
+                if current and isinstance(result, BalanceReading):
+                    current = self._for_current_account(result)
+                if current:  # configure() ran meanwhile: the old state is gone
                     if isinstance(result, BalanceReading):
                         self._apply(result)
                     else:
                         self._error = str(result)
-                flight.result = result
-                self._inflight = None
-            flight.done.set()
-        self._notify()
-        return self._unwrap(result)
+                if self._inflight is flight:
+                    self._inflight = None
+        finally:
+            flight.land(result)
+
+    def _for_current_account(self, reading: BalanceReading) -> bool:
+        client = self._client
+        return reading.account is None or client is None or reading.account == client.account
 
     @staticmethod
     def _unwrap(result: BalanceReading | RodinError | None) -> BalanceReading:
@@ -221,6 +171,8 @@ class BalanceMonitor:
     def record(self, reading: BalanceReading) -> None:
         """Take a reading obtained elsewhere (e.g. a generation answer) into the state."""
         with self._lock:
+            if not self._for_current_account(reading):
+                return
             self._apply(reading)
         self._notify()
 
@@ -295,6 +247,20 @@ _monitor: BalanceMonitor | None = None
 _monitor_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child starts with a fresh monitor: the parent's flight, locks and pooled
+    connections are not the child's. The configuration (client factory) carries over."""
+    global _monitor, _monitor_lock
+    old, _monitor, _monitor_lock = _monitor, None, threading.Lock()
+    if old is not None:
+        _monitor = BalanceMonitor(old._client_factory)
+        _monitor._identity = old._identity
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def get_monitor() -> BalanceMonitor:
     """The process-wide monitor every face shares."""
     global _monitor
@@ -304,27 +270,7 @@ def get_monitor() -> BalanceMonitor:
         return _monitor
 
 
-def describe_age(seconds: float | None) -> str:
-    """'just now', '12 s ago', '3 min ago', '2 h ago' -- for people, not machines."""
-    if seconds is None:
-        return "never"
-    if seconds < 2:
-        return "just now"
-    if seconds < 60:
-        return f"{seconds:.0f} s ago"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min ago"
-    return f"{seconds // 3600:.0f} h ago"
-
-
-def format_credits(value: Decimal | None) -> str:
-    """A balance for people: '12.5', '3', '—' when unknown."""
-    if value is None:
-        return "—"
-    return f"{value.normalize():f}"
-
-
 __all__: list[str] = [
     "BalanceMonitor", "BalanceState", "LedgerEntry", "Snapshot", "describe_age",
-    "format_credits", "get_monitor",
+    "exact_credits", "format_credits", "get_monitor",
 ]

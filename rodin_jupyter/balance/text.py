@@ -17,7 +17,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from rodin_jupyter.balance.monitor import BalanceState, LedgerEntry, Snapshot, format_credits
+from rodin_jupyter.balance.monitor import (
+    BalanceState,
+    LedgerEntry,
+    Snapshot,
+    exact_credits,
+    format_credits,
+)
 from rodin_jupyter.balance.view import BalanceView, balance_view, reading_snapshot, spent_here
 
 FG0 = "var(--jp-content-font-color0, #000)"
@@ -181,7 +187,7 @@ class Balance(Decimal):
         """Machine-readable form: the balance as a JSON number, the time in ISO 8601."""
         return {
             "balance": float(self) if self != self.to_integral_value() else int(self),
-            "balance_exact": format_credits(self.value),
+            "balance_exact": exact_credits(self.value),
             "checked_at": self.checked_at.isoformat() if self.checked_at else None,
             "cached": self.cached,
         }
