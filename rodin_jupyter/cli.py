@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -23,10 +25,24 @@ def _balance(args: argparse.Namespace) -> int:
         reading = client.check_balance()
     balance = Balance(reading.balance, reading.checked_at)
     if args.json:
-        print(json.dumps(balance.to_json()))
+        _say(json.dumps(balance.to_json()))
     else:
-        print(f"Rodin balance: {format_credits(reading.balance)} credits")
+        _say(f"Rodin balance: {format_credits(reading.balance)} credits")
     return 0
+
+
+def _say(line: str) -> None:
+    """Print the answer, or fail: a balance nobody could read must not exit 0."""
+    out = sys.stdout
+    if out is None:  # started with stdout closed (``>&-``)
+        raise OSError("standard output is closed, so the balance could not be printed")
+    try:
+        out.write(line + "\n")
+        out.flush()
+    except OSError as exc:
+        with contextlib.suppress(OSError, ValueError):  # no second failure at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        raise OSError(f"could not print the balance ({exc.strerror or 'write failed'})") from None
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -101,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except (RodinError, OSError, ValueError) as exc:
-        print(f"rodin-jupyter: {exc}", file=sys.stderr)
+        if sys.stderr is not None:
+            with contextlib.suppress(OSError):
+                print(f"rodin-jupyter: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rodin-jupyter: interrupted", file=sys.stderr)

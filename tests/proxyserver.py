@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import select
+import shutil
 import socket
 import socketserver
+import subprocess
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+from .faultserver import TLSFiles
 
 Behaviour = Literal["relay", "407"]
 
@@ -122,3 +127,33 @@ class ProxyServer:
                     if sock is client and self.secret and self.secret in data:
                         record.key_bytes_passed = True
                     peers[sock].sendall(data)
+
+
+def make_named_tls(directory: Path, name: str) -> TLSFiles:
+    """Like :func:`make_tls`, for a certificate naming ``name`` (a host that never
+    resolves outside: the proxy tests reach it through the proxy only)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("the openssl command is needed to make test certificates")
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key = directory / "ca.key", directory / "ca.pem", directory / "server.key"
+    csr, cert, ext = directory / "server.csr", directory / "server.pem", directory / "ext.cnf"
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+        "-subj", "/CN=rodin-jupyter proxy test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+    ext.write_text(f"subjectAltName=DNS:{name}\n"
+                   "basicConstraints=critical,CA:FALSE\n"
+                   "keyUsage=critical,digitalSignature\n"
+                   "extendedKeyUsage=serverAuth\n"
+                   "subjectKeyIdentifier=hash\n"
+                   "authorityKeyIdentifier=keyid\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return TLSFiles(ca=ca, cert=cert, key=key)

@@ -23,6 +23,8 @@ class ApiKey:
 
     def __init__(self, value: str, source: str = "argument") -> None:
         value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1].strip()  # RODIN_API_KEY="'sk-...'": the quotes are not the key
         if not value:
             raise MissingKeyError("The Rodin API key is empty.")
         if any(ch in value for ch in "\r\n\x00"):
