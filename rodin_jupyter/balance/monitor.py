@@ -89,27 +89,18 @@ class BalanceMonitor:
         """Ask the service now. Concurrent callers share one request and its outcome.
 
         Every wait is bounded, and an interrupt at any point (KeyboardInterrupt in the
-        leader) leaves the monitor usable: the next caller takes over an abandoned flight.
+        leader) leaves the monitor usable: the flight is landed on the way out, or else
+        taken over by the next caller in this thread, or given up by waiters at its limit.
         """
-        with self._lock:
-            flight = self._inflight
-            if (flight is None or flight.done.is_set() or flight.epoch != self._epoch
-                    or flight.abandoned()):
-                if flight is not None:  # whoever still waits on it is released
-                    flight.land(RodinError("The balance check was interrupted; try again."))
-                flight = self._inflight = Flight(self._epoch)
-                self.requests_sent += 1
-                leader = True
-            else:
-                leader = False
-        if not leader:
-            return self._unwrap(self._wait(flight))
         result: BalanceReading | RodinError = RodinError(
             "The balance check was interrupted; try again.")
         try:
+            flight = self._board()
+            if flight is not None:
+                return self._unwrap(self._wait(flight))
             self._notify()  # observers see "checking"
             client = self.client()
-            flight.limit = max(WAIT_LIMIT, 2 * float(getattr(client, "deadline", 0)) + 5.0)
+            self._set_limit(2 * float(getattr(client, "deadline", 0)) + 5.0)
             result = client.check_balance()
         except RodinError as exc:
             result = exc
@@ -117,9 +108,27 @@ class BalanceMonitor:
             log.debug("unexpected error during balance check: %s", type(exc).__name__)
             result = RodinError(f"Balance check failed unexpectedly ({type(exc).__name__}).")
         finally:
-            self._finish(flight, result)
+            self._finish(result)
         self._notify()
         return self._unwrap(result)
+
+    def _board(self) -> Flight | None:
+        """Join the flight in progress (returned), or lead a new one (None)."""
+        with self._lock:
+            flight = self._inflight
+            if (flight is not None and not flight.done.is_set()
+                    and flight.epoch == self._epoch and not flight.abandoned()):
+                return flight
+            if flight is not None:  # whoever still waits on it is released
+                flight.land(RodinError("The balance check was interrupted; try again."))
+            self._inflight = Flight(self._epoch)
+            self.requests_sent += 1
+            return None
+
+    def _set_limit(self, seconds: float) -> None:
+        flight = self._inflight
+        if flight is not None and flight.leader is threading.current_thread():
+            flight.limit = max(WAIT_LIMIT, seconds)
 
     def _wait(self, flight: Flight) -> BalanceReading | RodinError | None:
         """The outcome of another caller's flight, waiting no longer than its limit."""
@@ -130,8 +139,12 @@ class BalanceMonitor:
                 return RodinError("The balance check in progress did not finish; try again.")
         return flight.result
 
-    def _finish(self, flight: Flight, result: BalanceReading | RodinError) -> None:
-        """Land the flight; its reading counts only if it is for the current configuration."""
+    def _finish(self, result: BalanceReading | RodinError) -> None:
+        """Land the flight this thread leads, if any; its reading counts only if it is for
+        the current configuration and account."""
+        flight = self._inflight
+        if flight is None or flight.leader is not threading.current_thread():
+            return  # a waiter, or interrupted before leading: nothing of ours in flight
         try:
             with self._lock:
                 current = flight.epoch == self._epoch and self._inflight is flight
