@@ -42,6 +42,7 @@ from .faultserver import (
     client_defaults,
     fault_servers,
     have_openssl,
+    json_reply,
     make_tls,
 )
 
@@ -417,3 +418,57 @@ def test_the_environment_variable_is_read_not_copied(monkeypatch: pytest.MonkeyP
             for name, value in vars(module).items():
                 assert not (isinstance(value, str) and FAKE_KEY in value), (module_name, name)
     assert rodin_jupyter.__version__
+
+
+# -- what the server sends back: echoes of the key (issue 10) -----------------------------
+
+ECHOES = [
+    json_reply(json.dumps({"error": FAKE_KEY}), 401),
+    json_reply(json.dumps({"error": "invalid key " + FAKE_KEY})),
+    json_reply(json.dumps({"error": "Bearer " + FAKE_KEY})),
+    json_reply(json.dumps({"error": FAKE_KEY[4:20]})),
+    json_reply(json.dumps({"error": base64.b64encode(FAKE_KEY.encode()).decode()})),
+    Reply(status=302, body=b"", headers=[("Location", f"http://{FAKE_KEY}.example/x")]),
+    Reply(status=302, body=b"", headers=[("Location", f"http://127.0.0.1:1/{FAKE_KEY}")]),
+    Reply(status=418, body=f"no such key {FAKE_KEY}".encode(), content_type="text/plain"),
+    Reply(status=400, body=f'{{"error": "Bearer {FAKE_KEY}"}}'.encode()),
+]
+
+
+def key_runs(text: str, run: int = 8) -> list[str]:
+    """Every piece of the key at least ``run`` characters long found in ``text``."""
+    return sorted({FAKE_KEY[i:i + run] for i in range(len(FAKE_KEY) - run + 1)
+                   if FAKE_KEY[i:i + run].lower() in text.lower()})
+
+
+@pytest.mark.parametrize("reply", ECHOES, ids=[f"echo-{i}" for i in range(len(ECHOES))])
+def test_server_echoes_of_the_key_reach_no_message(reply: Reply, ip: Any,
+                                                   fresh_monitor: BalanceMonitor,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from rodin_jupyter.widgets import panel as panel_module
+
+    evidence = Evidence()
+    with FaultServer() as server:
+        server.set(reply)
+        with RodinClient(FAKE_KEY, server.base_url, retries=0) as client:
+            with pytest.raises(RodinError) as info:
+                client.check_balance()
+            evidence.add("client error", f"{info.value} {info.value!r} {info.value.args!r}")
+        ip.run_line_magic("config", f"RodinMagics.base_url = {server.base_url!r}")
+        for cell in ("%rodin_balance", "%rodin_balance --json", "%rodin_balance --require 1",
+                     "%%rodin_guard --cost 1\nran = True"):
+            run_cell(ip, cell)
+        assert "ran" not in ip.user_ns  # the guard failed closed
+        panel = panel_module.BalancePanel()
+        panel.refresh(wait=True, timeout=5)
+        evidence.add("panel", f"{panel!r} {panel._repr_mimebundle_()!r}")
+        evidence.add("widgets", "\n".join(widget_states()))
+        evidence.add("snapshot", fresh_monitor.snapshot())
+        panel.close()
+        ip.run_line_magic("config", "RodinMagics.base_url = ''")
+    out = capsys.readouterr()
+    evidence.add("outputs", out.out + out.err)
+    assert "RODIN_API" in out.out + out.err  # the messages were shown, and say what to do
+    evidence.assert_clean()
+    for where, text in evidence.items:
+        assert key_runs(text) == [], f"{where} carries a piece of the key"
