@@ -448,6 +448,7 @@ def test_server_echoes_of_the_key_reach_no_message(reply: Reply, ip: Any,
     from rodin_jupyter.widgets import panel as panel_module
 
     evidence = Evidence()
+    ip.user_ns.pop("ran", None)  # other tests share this shell
     with FaultServer() as server:
         server.set(reply)
         with RodinClient(FAKE_KEY, server.base_url, retries=0) as client:
