@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from rodin_jupyter.balance.display import format_credits
 from rodin_jupyter.balance.settings import settings
 from rodin_jupyter.errors import RodinError
 from rodin_jupyter.guard.billable import SERVICE_BASES, billable_endpoint, guarded_origins
@@ -39,7 +40,7 @@ class GuardBlocked(RodinError):
 
 
 def credits(value: Decimal) -> str:
-    return f"{value.normalize():f}"
+    return format_credits(value)  # issue 10: rounded down and short, as every face shows it
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation, localcontext
 from typing import Any, NoReturn
 
 from rodin_jupyter.errors import BadResponseError
@@ -76,3 +76,21 @@ def parse_balance(body: bytes) -> Decimal:
     if value > MAX_BALANCE:
         raise BadResponseError("The balance in the answer is implausibly large.")
     return value
+
+
+READING_PLACES = Decimal("1e-12")
+
+
+def round_reading(value: Decimal) -> Decimal:
+    """A balance rounded down to 12 decimal places (``-0`` becomes 0).
+
+    With at most 12 integer digits (``MAX_BALANCE``), every sum and difference the guard
+    makes then stays exact in Decimal's default 28 digits: 0.999... (29 nines) must not
+    become 1 in ``balance - spent`` and pass a check for 1 credit.
+    """
+    with localcontext() as context:
+        context.prec = 60
+        rounded = value.quantize(READING_PLACES, rounding=ROUND_DOWN)
+        if rounded == rounded.to_integral_value():
+            return rounded.quantize(Decimal(1)) if rounded else Decimal(0)
+        return rounded.normalize()

@@ -33,7 +33,7 @@ from rodin_jupyter.errors import (
     RodinTimeoutError,
     ServiceError,
 )
-from rodin_jupyter.http.answers import parse_balance
+from rodin_jupyter.http.answers import parse_balance, round_reading
 from rodin_jupyter.http.deadline import Watchdog
 from rodin_jupyter.http.key import ApiKey, resolve_key
 from rodin_jupyter.http.messages import (
@@ -185,7 +185,8 @@ class RodinClient:
             remaining = self.deadline - (time.monotonic() - start)
             try:
                 body = self._get(url, remaining, start)
-                balance = balance_in_credits(parse_balance(body))  # the unit: balance_scale
+                # the unit: balance_scale; rounded down so the guard's sums stay exact
+                balance = round_reading(balance_in_credits(parse_balance(body)))
                 log.debug("balance read from %s: %s", self.base.netloc, balance)
                 return BalanceReading(balance, datetime.now(timezone.utc), account=self.account)
             except BadResponseError as exc:  # say what to do, not only what was wrong
