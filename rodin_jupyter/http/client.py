@@ -20,12 +20,10 @@ from typing import Any
 
 import requests
 from urllib3.exceptions import HTTPError, ProtocolError
-from urllib3.util import parse_url
 
 from rodin_jupyter.balance.settings import balance_in_credits
 from rodin_jupyter.errors import (
     BadResponseError,
-    InsecureURLError,
     KeyRefusedError,
     RateLimitedError,
     RodinError,
@@ -51,6 +49,7 @@ from rodin_jupyter.http.transport import (
     BearerAuth,
     ca_bundle,
     make_session,
+    prepare_get,
     proxy_for,
     read_capped,
 )
@@ -238,24 +237,14 @@ class RodinClient:
             raise error
         return response
 
-    def _prepare(self, url: str) -> requests.PreparedRequest:
-        """The request, checked to go to the very host the URL rule was decided for."""
-        request = self._session.prepare_request(requests.Request(
-            "GET", url, auth=BearerAuth(self._key), headers={"Accept": "application/json"},
-            hooks={"response": self._refuse_redirect}))
-        target = parse_url(request.url or "")
-        if ((target.host or "").strip("[]").lower() != self.base.host
-                or target.port != self.base.port or target.scheme != self.base.scheme):
-            raise InsecureURLError("RODIN_API_BASE could not be sent as given; check it.")
-        return request
-
     def _send(self, url: str, host: str, remaining: float, start: float) -> bytes:
         timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
         proxy = proxy_for(self.base)
         proxies = {"https": proxy} if proxy else {}
         verify = ca_bundle() if self.base.scheme == "https" else True
         try:
-            request = self._prepare(url)
+            request = prepare_get(self._session, self.base, url, BearerAuth(self._key),
+                                  self._refuse_redirect)
             with self._session.send(request, timeout=timeout, stream=True, verify=verify,
                                     proxies=proxies, allow_redirects=False) as response:
                 return self._answer(response, host, start)

@@ -20,9 +20,10 @@ from typing import Any
 import requests
 import requests.auth
 import requests.utils
+from urllib3.util import parse_url
 
 from rodin_jupyter._version import __version__
-from rodin_jupyter.errors import BadResponseError, RodinNetworkError
+from rodin_jupyter.errors import BadResponseError, InsecureURLError, RodinNetworkError
 from rodin_jupyter.http.deadline import DeadlineAdapter
 from rodin_jupyter.http.key import ApiKey
 from rodin_jupyter.http.urls import BaseURL
@@ -108,6 +109,19 @@ def make_session() -> requests.Session:
     for prefix in ("https://", "http://"):
         session.mount(prefix, QuietAdapter())
     return session
+
+
+def prepare_get(session: requests.Session, base: BaseURL, url: str,
+                auth: requests.auth.AuthBase, hook: Callable[..., Any]) -> requests.PreparedRequest:
+    """The GET, checked to go to the very host the URL rule was decided for."""
+    request = session.prepare_request(requests.Request(
+        "GET", url, auth=auth, headers={"Accept": "application/json"},
+        hooks={"response": hook}))
+    target = parse_url(request.url or "")
+    if ((target.host or "").strip("[]").lower() != base.host
+            or target.port != base.port or target.scheme != base.scheme):
+        raise InsecureURLError("RODIN_API_BASE could not be sent as given; check it.")
+    return request
 
 
 def proxy_for(base: BaseURL, environ: Mapping[str, str] | None = None) -> str | None:
