@@ -15,6 +15,7 @@ from collections.abc import Callable, Hashable
 
 from rodin_jupyter.balance.display import describe_age, exact_credits, format_credits
 from rodin_jupyter.balance.flight import WAIT_LIMIT, Flight
+from rodin_jupyter.balance.shared import SharedReadings
 from rodin_jupyter.balance.snapshot import ZERO, BalanceState, LedgerEntry, Snapshot
 from rodin_jupyter.errors import RodinError
 from rodin_jupyter.http.client import BalanceReading, RodinClient
@@ -22,6 +23,8 @@ from rodin_jupyter.http.client import BalanceReading, RodinClient
 log = logging.getLogger("rodin_jupyter.balance.monitor")
 
 POLL = 0.25
+SHARED_WAIT = 3.0
+"""Longest wait for another kernel's refresh of the same account before making our own."""
 
 
 Observer = Callable[[Snapshot], None]
@@ -45,6 +48,9 @@ class BalanceMonitor:
         self._observers: list[Observer] = []
         self._epoch = 0  # bumped by configure(): a reading from the old client no longer applies
         self.requests_sent = 0
+        self._shared = SharedReadings()  # readings shared with other kernels (balance/shared.py)
+        self.adopted: BalanceReading | None = None
+        """The last reading taken from another kernel rather than from the service."""
 
     # -- configuration -----------------------------------------------------------------
 
@@ -65,6 +71,7 @@ class BalanceMonitor:
             self._epoch += 1
             self._last, self._error, self._spent, self._readings = None, None, ZERO, 0
             self._ledger.clear()
+            self._shared = SharedReadings()
         if old is not None:
             old.close()
         self._notify()
@@ -94,6 +101,7 @@ class BalanceMonitor:
         """
         result: BalanceReading | RodinError = RodinError(
             "The balance check was interrupted; try again.")
+        client: RodinClient | None = None
         try:
             flight = self._board()
             if flight is not None:
@@ -109,6 +117,9 @@ class BalanceMonitor:
             result = RodinError(f"Balance check failed unexpectedly ({type(exc).__name__}).")
         finally:
             self._finish(result)
+        account = getattr(client, "account", None)  # a stand-in client may have none
+        if isinstance(account, tuple) and isinstance(result, BalanceReading):
+            self._shared.publish(account, result)  # for the other kernels
         self._notify()
         return self._unwrap(result)
 
@@ -173,13 +184,47 @@ class BalanceMonitor:
         raise RodinError("Balance check failed.")
 
     def read(self, max_age: float | None = None) -> BalanceReading:
-        """The last reading if younger than ``max_age`` seconds, else a fresh one."""
+        """The last reading if younger than ``max_age`` seconds, else a fresh one.
+
+        A reading another kernel took of the same account counts too, with its own age.
+        """
         if max_age is not None:
             with self._lock:
                 last = self._last
                 if last is not None and self._error is None and last.age() <= max_age:
                     return last
+                busy = self._inflight is not None and not self._inflight.done.is_set()
+            # -- shared readings (balance/shared.py) ------------------------------------
+            adopted = self._adopt_shared(max_age)
+            if adopted is not None or busy:  # busy: join this process's flight below
+                return adopted or self.refresh()
+            with self._shared.one_at_a_time(SHARED_WAIT):  # one kernel asks, the rest adopt
+                return self._adopt_shared(max_age) or self.refresh()
+            # -- end of shared readings --------------------------------------------------
         return self.refresh()
+
+    def _adopt_shared(self, max_age: float) -> BalanceReading | None:
+        """Take another kernel's reading of this account if it is young enough."""
+        with self._lock:
+            epoch = self._epoch
+        try:
+            account = getattr(self.client(), "account", None)
+        except RodinError:
+            return None  # no key: refresh() says so
+        found = self._shared.find(account, max_age) if isinstance(account, tuple) else None
+        if found is None:
+            return None
+        with self._lock:
+            if epoch != self._epoch or not self._for_current_account(found):
+                return None
+            if self._last is None or found.monotonic > self._last.monotonic:
+                self._apply(found)
+                self.adopted = found
+            elif self._last.age() > max_age:
+                return None
+            found = self._last
+        self._notify()
+        return found
 
     def record(self, reading: BalanceReading) -> None:
         """Take a reading obtained elsewhere (e.g. a generation answer) into the state."""

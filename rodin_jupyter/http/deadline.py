@@ -232,7 +232,7 @@ class _WatchedConnection:
                 watchdog.expire()
                 raise ConnectTimeoutError(self, f"Name lookup of {host} ran out of time.") from None
             except OSError as exc:
-                raise NewConnectionError(self, f"Failed to resolve {host} ({exc}).") from None
+                raise NewConnectionError(self, f"Failed to resolve {host} ({exc}).") from None  # type: ignore[arg-type]
         timeout = self.timeout
         try:
             for index, address in enumerate(addresses):
@@ -251,7 +251,7 @@ class _WatchedConnection:
                     continue
                 watchdog.attach(sock)  # from here on (CONNECT, TLS, answer) a hang-up ends it
                 return sock
-            raise NewConnectionError(self, f"No address found for {host}.")
+            raise NewConnectionError(self, f"No address found for {host}.")  # type: ignore[arg-type]
         finally:
             self._dns_host = host
             self.timeout = timeout

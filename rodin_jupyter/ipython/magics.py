@@ -159,7 +159,7 @@ class RodinMagics(Magics):
         except RodinError as exc:
             raise CellStopped(str(exc)) from None
         balance = Balance(reading.balance, reading.checked_at,
-                          cached=previous is not None and reading is previous,
+                          cached=reading is previous or reading is monitor.adopted,
                           ledger=monitor.snapshot().ledger)
         if required is not None and balance < required:
             raise CellStopped(

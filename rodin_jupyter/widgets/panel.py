@@ -124,7 +124,7 @@ class BalancePanel:
         self._unsubscribe = self.monitor.subscribe(self._on_change)
         runtime.add(self)
         if self._wants_reading(snapshot):
-            self.refresh()
+            self.refresh(max_age=settings.cache_ttl)  # another kernel's fresh reading will do
         else:
             self.render()
 
@@ -213,15 +213,17 @@ class BalancePanel:
         """Close ``widget`` (a sidecar holding the panel, say) when the panel closes."""
         self._widgets.append(widget)
 
-    def refresh(self, wait: bool = False, timeout: float | None = None) -> threading.Thread:
+    def refresh(self, wait: bool = False, timeout: float | None = None,
+                max_age: float | None = None) -> threading.Thread:
         """Ask for the balance in a background thread shared by every panel.
 
         Returns at once with the worker thread (``wait=True`` joins it). Panels show
-        "checking" until the answer arrives; the kernel stays free meanwhile.
+        "checking" until the answer arrives; the kernel stays free meanwhile. With
+        ``max_age``, a reading that young (this kernel's or another's) does instead.
         """
         if self._box is not None and not self._closed:
             self._button.disabled = True
-        worker = runtime.request_refresh(self.monitor)
+        worker = runtime.request_refresh(self.monitor, max_age)
         if wait:
             worker.join(timeout)
         return worker

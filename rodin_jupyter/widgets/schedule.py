@@ -160,8 +160,8 @@ class Runtime:
             snapshot = monitor.snapshot()
             with self._lock:
                 due = self._schedule(monitor).due(snapshot, interval, now)
-            if due:
-                self.request_refresh(monitor)
+            if due:  # a reading another kernel took within the interval will do
+                self.request_refresh(monitor, max_age=interval)
                 started.append(monitor)
         return started
 
@@ -184,14 +184,19 @@ class Runtime:
                 return None
             return schedule.worker
 
-    def request_refresh(self, monitor: BalanceMonitor) -> threading.Thread:
-        """Start a background refresh, or return the one already pending for this monitor."""
+    def request_refresh(self, monitor: BalanceMonitor,
+                        max_age: float | None = None) -> threading.Thread:
+        """Start a background refresh, or return the one already pending for this monitor.
+
+        With ``max_age``, a reading that young (e.g. another kernel's) does instead.
+        """
         with self._lock:
             schedule = self._schedule(monitor)
             worker = schedule.worker
             if not (schedule.pending and worker is not None):
                 schedule.pending = True
-                worker = threading.Thread(target=self._refresh, args=(monitor, schedule),
+                worker = threading.Thread(target=self._refresh,
+                                          args=(monitor, schedule, max_age),
                                           name="rodin-panel-refresh", daemon=True)
                 schedule.worker = worker
                 worker.start()
@@ -199,9 +204,10 @@ class Runtime:
             panel.render()  # every panel says "checking" at once
         return worker
 
-    def _refresh(self, monitor: BalanceMonitor, schedule: Schedule) -> None:
+    def _refresh(self, monitor: BalanceMonitor, schedule: Schedule,
+                 max_age: float | None = None) -> None:
         try:
-            monitor.refresh()
+            monitor.refresh() if max_age is None else monitor.read(max_age=max_age)
             ok = True
         except RodinError:
             ok = False  # the monitor keeps the one-line message and the last balance
