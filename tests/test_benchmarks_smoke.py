@@ -98,3 +98,35 @@ def test_cached_reads_send_nothing(quick_run: tuple[str, dict[str, Any]]) -> Non
     for id_ in ids:
         assert results[id_]["details"]["requests"] == 0
         assert results[id_]["measured"] > 0
+
+
+# -- many kernels on one account: one poll ---------------------------------------------------
+
+KERNELS = 10
+INTERVAL = 2.0
+WINDOW = 12.0
+
+
+def test_ten_kernels_with_auto_refreshing_panels_poll_about_once_per_interval(
+        tmp_path: Path) -> None:
+    """Ten real kernels, each with a panel auto-refreshing every 2 s (the test-only floor),
+    against one sandbox: the service sees about one request per interval between them, not
+    ten. A count bound, not a timing: under load a refresh may come late, never double."""
+    pytest.importorskip("ipywidgets")
+    pytest.importorskip("jupyter_client")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from kernels import run_kernels
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from rodin_jupyter.sandbox import Sandbox
+
+    from .conftest import FAKE_KEY
+
+    with Sandbox(balance="10", api_key=FAKE_KEY) as sandbox:
+        run = run_kernels(KERNELS, WINDOW, INTERVAL, base_url=sandbox.base_url, key=FAKE_KEY,
+                          runtime_dir=str(tmp_path / "runtime"),
+                          count=lambda: sandbox.count("GET", "/check_balance"))
+    intervals = WINDOW / INTERVAL  # 6
+    assert run.setup_requests <= 3, run  # ten panels opening share the first reading
+    assert 1 <= run.requests <= 1.5 * intervals + 2, run  # one kernel alone makes ~6; ten, not 60

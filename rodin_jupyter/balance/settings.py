@@ -8,11 +8,26 @@ separate fields.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-MIN_REFRESH_INTERVAL = 10.0
+TEST_MIN_INTERVAL_VARIABLE = "RODIN_JUPYTER_TEST_ONLY_MIN_REFRESH_INTERVAL"
+"""For tests and benchmarks only: lowers the refresh floor (never below 1 s, the panel's tick)."""
+
+
+def _min_refresh_interval() -> float:
+    try:
+        lowered = float(os.environ.get(TEST_MIN_INTERVAL_VARIABLE, ""))
+    except ValueError:
+        return 10.0
+    return min(10.0, max(1.0, lowered)) if lowered == lowered else 10.0
+
+
+MIN_REFRESH_INTERVAL = _min_refresh_interval()
+"""10 s for users: auto-refresh must not hammer a service that throttles."""
+
 BALANCE_SCALES = (Decimal(1), Decimal(10))
 """The units a ``check_balance`` reading can be in: credits, or tenths of a credit (no
 source suggests another, and any other factor would only print odd fractions)."""

@@ -43,6 +43,8 @@ MAX_ACCOUNTS = 32
 PUBLISH_EVERY = 1.0
 """An unchanged balance is written at most once a second (a changed one at once)."""
 LOCK_POLL = 0.02
+KEEP_SECONDS = 3600.0
+"""Readings older than this are dropped when the file is next written."""
 FORMAT = 1
 
 Account = tuple[str, str]
@@ -177,6 +179,9 @@ class SharedReadings:
     def _write(self, folder: Path, account: Account, reading: BalanceReading) -> None:
         loaded = self._load(folder)
         salt, readings = loaded if loaded is not None else (secrets.token_bytes(16), {})
+        now_wall, now_mono = time.time(), time.monotonic()
+        readings = {name: entry for name, entry in readings.items()  # drop what cannot serve
+                    if _keep(entry, now_wall, now_mono)}
         age = reading.age()
         readings[account(salt)] = {
             "balance": str(reading.balance), "at": time.time() - age,
@@ -210,6 +215,13 @@ class SharedReadings:
         finally:
             if fd is not None:
                 os.close(fd)  # closing the descriptor releases the lock
+
+
+def _keep(entry: Any, now_wall: float, now_mono: float) -> bool:
+    if not isinstance(entry, dict) or _balance(entry) is None:
+        return False
+    age = _age(entry, now_wall, now_mono)
+    return age is not None and age <= KEEP_SECONDS
 
 
 def _sort_key(entry: Any) -> float:
