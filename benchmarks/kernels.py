@@ -12,7 +12,7 @@ import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,20 +40,6 @@ class KernelRun:
         return self.requests / max(1e-9, self.seconds / self.interval)
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _wait_for_reply(client: Any, msg_id: str, timeout: float) -> dict[str, Any]:
     give_up = time.monotonic() + timeout
     while True:
@@ -73,34 +59,35 @@ def run_kernels(kernels: int, seconds: float, interval: float, *, base_url: str,
     """
     from jupyter_client.manager import KernelManager
 
-    env = {"RODIN_API_BASE": base_url, "RODIN_API_KEY": key, "JUPYTER_RUNTIME_DIR": runtime_dir,
-           TEST_MIN_INTERVAL_VARIABLE: str(interval), **(extra_env or {})}
+    env = {**os.environ, "RODIN_API_BASE": base_url, "RODIN_API_KEY": key,
+           "JUPYTER_RUNTIME_DIR": runtime_dir, TEST_MIN_INTERVAL_VARIABLE: str(interval),
+           **(extra_env or {})}
     managers: list[Any] = []
     clients: list[Any] = []
-    with _environment(env):
-        try:
-            before_setup = count()
-            for _ in range(kernels):
-                manager = KernelManager(kernel_name="python3")
-                manager.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                managers.append(manager)
-            for manager in managers:
-                client = manager.client()
-                client.start_channels()
-                client.wait_for_ready(timeout=180)
-                clients.append(client)
-            ids = [c.execute(SETUP.format(interval=interval)) for c in clients]
-            for client, msg_id in zip(clients, ids, strict=True):
-                reply = _wait_for_reply(client, msg_id, 120)
-                if reply.get("status") != "ok":
-                    raise RuntimeError(f"a kernel failed to open its panel: {reply}")
-            start = count()
-            time.sleep(seconds)
-            requests = count() - start
-            return KernelRun(kernels, seconds, interval, requests, start - before_setup)
-        finally:
-            for client in clients:
-                client.stop_channels()
-            for manager in managers:
-                with contextlib.suppress(Exception):
-                    manager.shutdown_kernel(now=True)
+    try:
+        before_setup = count()
+        for _ in range(kernels):
+            manager = KernelManager(kernel_name="python3")
+            manager.start_kernel(env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            managers.append(manager)
+        for manager in managers:
+            client = manager.client()
+            client.start_channels()
+            client.wait_for_ready(timeout=180)
+            clients.append(client)
+        ids = [c.execute(SETUP.format(interval=interval)) for c in clients]
+        for client, msg_id in zip(clients, ids, strict=True):
+            reply = _wait_for_reply(client, msg_id, 120)
+            if reply.get("status") != "ok":
+                raise RuntimeError(f"a kernel failed to open its panel: {reply}")
+        start = count()
+        time.sleep(seconds)
+        requests = count() - start
+        return KernelRun(kernels, seconds, interval, requests, start - before_setup)
+    finally:
+        for client in clients:
+            client.stop_channels()
+        for manager in managers:
+            with contextlib.suppress(Exception):
+                manager.shutdown_kernel(now=True)

@@ -52,7 +52,7 @@ def test_prints_the_table_and_the_machine(quick_run: tuple[str, dict[str, Any]])
         assert result["figure"] in stdout
         assert result["status"] in ("pass", "miss", "info", "n/a")
     numbers = [r["number"] for r in report["results"]]
-    assert numbers == ["1", "2", "2b", "3", "4", "5a", "5b", "5c"]
+    assert numbers == ["1", "1b", "2", "2b", "3", "4", "5a", "5b", "5c", "6"]
     assert report["quick"] is True
     assert report["machine"]["cores"] >= 1
 
