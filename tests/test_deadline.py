@@ -7,6 +7,7 @@ looked up for real); the proxy is a socket server on 127.0.0.2 that never connec
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -150,3 +151,29 @@ def test_one_deadline_thread_serves_every_client(no_proxy_env: None) -> None:
     assert len(readings) == 12
     names = [t.name for t in threading.enumerate() if t.name.startswith("rodin-deadline")]
     assert names == ["rodin-deadline"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_deadline_thread(no_proxy_env: None) -> None:
+    """The parent's deadline thread does not exist in a child: the child starts its own, so a
+    trickling answer is still cut at the child's deadline."""
+    from .faultserver import FaultServer, Reply
+
+    with FaultServer() as server:
+        server.set(Reply(mode="trickle_body", interval=0.1, body=b'{"balance": 1}' + b" " * 500))
+        with RodinClient(FAKE_KEY, server.base_url, read_timeout=5, deadline=0.5) as client:
+            with pytest.raises(RodinError):
+                client.check_balance()  # the parent's thread is running now
+            pid = os.fork()
+            if pid == 0:  # the child: report by exit status only
+                code = 3
+                try:
+                    start = time.monotonic()
+                    client.check_balance()
+                except RodinError as exc:
+                    ok = "did not answer in time" in str(exc) and time.monotonic() - start < 1.5
+                    code = 0 if ok else 1
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
