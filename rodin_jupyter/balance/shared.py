@@ -4,7 +4,7 @@ Ten notebooks with auto-refreshing panels on one account should cost the service
 request per interval, not ten. A reading taken by one kernel is written to a small file in
 the Jupyter runtime folder; another kernel that may use a reading of some age (a panel's
 auto-refresh, ``--cached``, the guard within its TTL) adopts it from there with its true
-age instead of asking the service again. Fresh reads (``%rodin_balance``, ``--require``)
+age instead of asking the service again. Fresh reads (``%rodin_balance`` without ``--cached``)
 never look here.
 
 The file holds no key and nothing from which a key can be recovered: an account is named
