@@ -32,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from rodin_jupyter.balance.settings import settings
 from rodin_jupyter.http.client import BalanceReading
 
 FILE_NAME = "rodin-jupyter-balances.json"
@@ -151,7 +152,7 @@ class SharedReadings:
         if loaded is None:
             return None
         salt, readings = loaded
-        entry = readings.get(account(salt))
+        entry = readings.get(_name(account, salt))
         if not isinstance(entry, dict) or entry.get("pid") == os.getpid():
             return None  # this process's own readings are in its monitor already
         now_wall, now_mono = time.time(), time.monotonic()
@@ -183,7 +184,7 @@ class SharedReadings:
         readings = {name: entry for name, entry in readings.items()  # drop what cannot serve
                     if _keep(entry, now_wall, now_mono)}
         age = reading.age()
-        readings[account(salt)] = {
+        readings[_name(account, salt)] = {
             "balance": str(reading.balance), "at": time.time() - age,
             "mono": time.monotonic() - age, "pid": os.getpid(),
         }
@@ -215,6 +216,12 @@ class SharedReadings:
         finally:
             if fd is not None:
                 os.close(fd)  # closing the descriptor releases the lock
+
+
+def _name(account: Account, salt: bytes) -> str:
+    """The account's digest and the unit its balance is in (kernels may differ in
+    ``balance_scale``: a reading in another unit is another account's, for sharing)."""
+    return f"{account(salt)}/{settings.balance_scale.normalize()}"
 
 
 def _keep(entry: Any, now_wall: float, now_mono: float) -> bool:
