@@ -6,8 +6,8 @@ bounded at all. So every phase counts against one deadline:
 
 * name lookup runs in a helper thread, waited for no longer than what is left;
 * connecting is given at most what is left;
-* from the moment the socket exists (proxy CONNECT, TLS handshake, request, answer) one
-  :class:`DeadlineThread` per client hangs it up once the attempt outlives its deadline.
+* from the moment the socket exists (proxy CONNECT, TLS handshake, request, answer) the
+  process's :class:`DeadlineThread` hangs it up once the attempt outlives its deadline.
 
 One long-lived thread per process, not a timer per attempt: starting and joining a thread
 for every request was most of the warm balance check's cost above a bare kept-alive GET.
