@@ -53,7 +53,11 @@ Account = tuple[str, str]
 
 
 def runtime_dir() -> Path:
-    """Jupyter's runtime folder if jupyter_core is there, else a per-user folder."""
+    """Jupyter's runtime folder (``JUPYTER_RUNTIME_DIR``, else jupyter_core's answer), else a
+    per-user folder where jupyter_core is not installed."""
+    explicit = os.environ.get("JUPYTER_RUNTIME_DIR")
+    if explicit:
+        return Path(explicit)
     try:
         from jupyter_core.paths import jupyter_runtime_dir
     except ImportError:
