@@ -49,6 +49,23 @@ def _wait_for_reply(client: Any, msg_id: str, timeout: float) -> dict[str, Any]:
             return content
 
 
+def _ready_client(manager: Any) -> Any:
+    """A client of a kernel that answers; a kernel that died starting (a port taken by a
+    neighbour starting at the same moment) is restarted once: starting is not what is counted."""
+    for attempt in (1, 2):
+        client = manager.client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=180)
+            return client
+        except RuntimeError:
+            client.stop_channels()
+            if attempt == 2:
+                raise
+            manager.restart_kernel(now=True)
+    raise AssertionError("unreachable")
+
+
 def run_kernels(kernels: int, seconds: float, interval: float, *, base_url: str, key: str,
                 runtime_dir: str, count: Callable[[], int],
                 extra_env: dict[str, str] | None = None) -> KernelRun:
@@ -72,10 +89,7 @@ def run_kernels(kernels: int, seconds: float, interval: float, *, base_url: str,
                                  stderr=subprocess.DEVNULL)
             managers.append(manager)
         for manager in managers:
-            client = manager.client()
-            client.start_channels()
-            client.wait_for_ready(timeout=180)
-            clients.append(client)
+            clients.append(_ready_client(manager))
         ids = [c.execute(SETUP.format(interval=interval)) for c in clients]
         for client, msg_id in zip(clients, ids, strict=True):
             reply = _wait_for_reply(client, msg_id, 120)

@@ -17,10 +17,13 @@ ENV_VARIABLES = ("RODIN_API_KEY", "HYPER3D_API_KEY", "RODIN_API_BASE", "RODIN_PR
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test sees the developer's real key or base URL."""
+def clean_environment(monkeypatch: pytest.MonkeyPatch,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test sees the developer's real key or base URL, or their Jupyter runtime folder
+    (where kernels share balance readings: a sandbox on a reused port is another account)."""
     for name in ENV_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
     yield
 
 
