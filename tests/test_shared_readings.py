@@ -15,6 +15,7 @@ import sys
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from rodin_jupyter.balance import shared as shared_module
 from rodin_jupyter.balance.monitor import BalanceMonitor
 from rodin_jupyter.sandbox import Sandbox
 
-from .conftest import FAKE_KEY
+from .conftest import FAKE_KEY, run_cell
 
 OTHER_KERNEL = """
 from rodin_jupyter.balance.monitor import get_monitor
@@ -152,3 +153,17 @@ def test_sharing_off_and_an_unusable_folder_change_nothing(sandbox: Sandbox, tmp
     monkeypatch.setenv(shared_module.DISABLE_VARIABLE, "0")
     other_kernel_reads(sandbox)
     assert not (tmp_path / "runtime" / shared_module.FILE_NAME).exists()
+
+
+def test_the_magic_shows_another_kernels_reading_as_cached_and_require_asks(
+        ip: Any, sandbox_env: Sandbox, runtime: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox_env.set_balance("4")
+    other_kernel_reads(sandbox_env)
+    capsys.readouterr()
+    assert run_cell(ip, "%rodin_balance --cached --json").success
+    shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert shown["cached"] is True and shown["balance"] in ("4", 4)
+    assert sandbox_env.count("GET", "/check_balance") == 1  # the other kernel's request only
+    sandbox_env.set_balance("0.5")
+    assert not run_cell(ip, "%rodin_balance --require 1").success  # a fresh read: 0.5 < 1
+    assert sandbox_env.count("GET", "/check_balance") == 2
