@@ -2,15 +2,18 @@
 
 Used by ``run.py`` (figure 6: ten kernels for a minute vs one kernel alone) and by
 ``tests/test_benchmarks_smoke.py`` (the same, shorter, with a bound on the request count).
-Each kernel is a real ``ipykernel`` process started by ``jupyter_client``; they share a
-private Jupyter runtime folder (where the shared readings live) and nothing else.
+Each kernel is a real ``ipykernel`` process started by ``jupyter_client`` (over unix sockets,
+so kernels starting elsewhere on the machine cannot take their ports); they share a private
+Jupyter runtime folder (where the shared readings live) and nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +23,13 @@ from rodin_jupyter.balance.settings import TEST_MIN_INTERVAL_VARIABLE
 
 SETUP = """\
 %load_ext rodin_jupyter
+import time as _time
+from rodin_jupyter.balance.monitor import get_monitor as _get_monitor
 from rodin_jupyter.widgets.panel import BalancePanel
 _panel = BalancePanel(auto_refresh=True, interval={interval})
+_until = _time.monotonic() + 60
+while _get_monitor().snapshot().balance is None and _time.monotonic() < _until:
+    _time.sleep(0.05)  # the panel's first reading counts as setup, not as the window
 """
 
 
@@ -49,21 +57,26 @@ def _wait_for_reply(client: Any, msg_id: str, timeout: float) -> dict[str, Any]:
             return content
 
 
+def _start(index: int, env: dict[str, str], folder: str) -> Any:
+    """A started kernel talking over unix sockets in ``folder`` (no TCP ports to collide
+    with other kernels starting on the machine at the same moment)."""
+    from jupyter_client.manager import KernelManager
+
+    manager = KernelManager(kernel_name="python3", transport="ipc",
+                            ip=os.path.join(folder, f"k{index}"))
+    manager.start_kernel(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return manager
+
+
 def _ready_client(manager: Any) -> Any:
-    """A client of a kernel that answers; a kernel that died starting (a port taken by a
-    neighbour starting at the same moment) is restarted once: starting is not what is counted."""
-    for attempt in (1, 2):
-        client = manager.client()
-        client.start_channels()
-        try:
-            client.wait_for_ready(timeout=180)
-            return client
-        except RuntimeError:
-            client.stop_channels()
-            if attempt == 2:
-                raise
-            manager.restart_kernel(now=True)
-    raise AssertionError("unreachable")
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=180)
+    except RuntimeError:
+        client.stop_channels()
+        raise
+    return client
 
 
 def run_kernels(kernels: int, seconds: float, interval: float, *, base_url: str, key: str,
@@ -74,20 +87,16 @@ def run_kernels(kernels: int, seconds: float, interval: float, *, base_url: str,
     ``count()`` returns how many balance requests the server has seen so far; the figure
     is the difference over ``seconds`` once every panel is up.
     """
-    from jupyter_client.manager import KernelManager
-
     env = {**os.environ, "RODIN_API_BASE": base_url, "RODIN_API_KEY": key,
            "JUPYTER_RUNTIME_DIR": runtime_dir, TEST_MIN_INTERVAL_VARIABLE: str(interval),
            **(extra_env or {})}
     managers: list[Any] = []
     clients: list[Any] = []
+    sockets = tempfile.mkdtemp(prefix="rodin-k-")  # short: a unix socket path is <= 104 bytes
     try:
         before_setup = count()
-        for _ in range(kernels):
-            manager = KernelManager(kernel_name="python3")
-            manager.start_kernel(env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-            managers.append(manager)
+        for index in range(kernels):
+            managers.append(_start(index, env, sockets))
         for manager in managers:
             clients.append(_ready_client(manager))
         ids = [c.execute(SETUP.format(interval=interval)) for c in clients]
@@ -105,3 +114,4 @@ def run_kernels(kernels: int, seconds: float, interval: float, *, base_url: str,
         for manager in managers:
             with contextlib.suppress(Exception):
                 manager.shutdown_kernel(now=True)
+        shutil.rmtree(sockets, ignore_errors=True)
