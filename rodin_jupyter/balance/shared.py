@@ -9,8 +9,8 @@ never look here.
 
 The file holds no key and nothing from which a key can be recovered: an account is named
 by HMAC-SHA256(salt, base URL + the client's one-way key fingerprint), the salt random per
-file. A missing, corrupt, foreign
-or stale file is ignored; sharing can only ever save a request, never fail a read.
+file. A missing, corrupt, foreign or stale file is ignored; sharing can only ever save a
+request, never fail a read.
 A lock file next to it (``fcntl.flock``, where there is one) lets one kernel at a time make
 the request the others would make too; waits on it are bounded.
 """
@@ -223,9 +223,13 @@ class SharedReadings:
 
 
 def _name(account: Account, salt: bytes) -> str:
-    """The account's digest and the unit its balance is in (kernels may differ in
-    ``balance_scale``: a reading in another unit is another account's, for sharing)."""
-    return f"{account(salt)}/{settings.balance_scale.normalize()}"
+    """HMAC-SHA256 under the file's salt of the base URL and the key's fingerprint, and the
+    unit the balance is in (kernels may differ in ``balance_scale``: a reading in another
+    unit is another account's, for sharing)."""
+    base, fingerprint = account
+    digest = hmac.new(salt, f"{base}\0{fingerprint}".encode("utf-8", "surrogatepass"),
+                      "sha256").hexdigest()
+    return f"{digest}/{settings.balance_scale.normalize()}"
 
 
 def _keep(entry: Any, now_wall: float, now_mono: float) -> bool:
