@@ -6,9 +6,29 @@ messages are built from fixed text and numbers, never from request headers.
 
 from __future__ import annotations
 
+RED = "\x1b[0;31m"
+RESET = "\x1b[0m"
+PREFIX = "rodin_jupyter"
+PARTS = ("guard",)
+"""Parts whose messages name themselves first ("guard: ...")."""
+
+
+def one_line_message(message: str) -> str:
+    """``rodin_jupyter: <message>``; a message that names its part ("guard: needs 0.5
+    credits") reads ``rodin_jupyter guard: needs 0.5 credits``, not two prefixes in a row."""
+    part, sep, rest = message.partition(": ")
+    if sep and part in PARTS:
+        return f"{PREFIX} {part}: {rest}"
+    return f"{PREFIX}: {message}"
+
 
 class RodinError(Exception):
-    """Base of every error this package raises on purpose."""
+    """Base of every error this package raises on purpose.
+
+    IPython and ipykernel call ``_render_traceback_`` (a duck-typed protocol: no IPython
+    import here) and show exactly those lines: an expected failure reads as one red line,
+    not a traceback, and the cell still fails so "Run All" stops there.
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -19,6 +39,9 @@ class RodinError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{RED}{one_line_message(str(self))}{RESET}"]
 
 
 class MissingKeyError(RodinError):
@@ -66,6 +89,8 @@ class PricingError(RodinError):
 
 
 __all__ = [
+    "RED",
+    "RESET",
     "BadResponseError",
     "InsecureURLError",
     "KeyRefusedError",
@@ -76,4 +101,5 @@ __all__ = [
     "RodinNetworkError",
     "RodinTimeoutError",
     "ServiceError",
+    "one_line_message",
 ]

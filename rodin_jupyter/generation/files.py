@@ -32,17 +32,28 @@ def models_folder(folder: str | os.PathLike[str] | None = None) -> Path:
     return Path(chosen).expanduser()
 
 
-def check_glb(path: Path) -> None:
-    """A GLB starts with 'glTF', version 2, and its declared length fits the file."""
+def check_glb(path: Path, name: str | None = None) -> None:
+    """A GLB starts with 'glTF', version 2, and its declared length fits the file.
+
+    ``name`` is the file's final name for the message (``path`` may be a ``.part`` file).
+    """
+    shown = name or path.name
     size = path.stat().st_size
     with path.open("rb") as handle:
         header = handle.read(12)
     if len(header) < 12 or header[:4] != GLB_MAGIC:
-        raise BadResponseError(f"{path.name} is not a GLB file (bad header); not saved.")
+        raise BadResponseError(f"{shown} is not a GLB file (bad header); not saved.")
     version, length = struct.unpack("<II", header[4:12])
     if version != 2 or length > size or length < 12:
-        raise BadResponseError(f"{path.name} is not a valid glTF 2 binary (version {version}, "
+        raise BadResponseError(f"{shown} is not a valid glTF 2 binary (version {version}, "
                                f"{length} bytes declared, {size} received); not saved.")
+
+
+def folder_error(folder: Path, exc: OSError) -> RodinError:
+    """One line naming the folder and what to do (not a raw OSError from tempfile)."""
+    reason = exc.strerror or type(exc).__name__
+    return RodinError(f"Could not write into the folder {folder}: {reason}; nothing was "
+                      "saved. Call job.download(folder) with a folder you can write to.")
 
 
 def _wanted_format(job: Job) -> str:
@@ -69,16 +80,21 @@ def _fetch_one(job: Job, name: str, urls: dict[str, str], folder: Path) -> Path:
     """One file; on an expired link, one fresh list serves this file and the ones after it."""
     target = folder / files_api.sanitize_name(name)
     for attempt in range(max(1, settings.list_attempts)):
-        descriptor, name_of_temp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.",
-                                                    suffix=".part")
+        try:
+            descriptor, name_of_temp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.",
+                                                        suffix=".part")
+        except OSError as exc:
+            raise folder_error(folder, exc) from None
         temp = Path(name_of_temp)
         try:
             with os.fdopen(descriptor, "wb") as handle:
                 files_api.fetch(job.client, urls[name], handle, settings.max_download_bytes)
             if target.suffix.lower() == ".glb":
-                check_glb(temp)
+                check_glb(temp, target.name)
             os.replace(temp, target)
             return target
+        except OSError as exc:  # disk full, the target is a folder, permissions...
+            raise folder_error(folder, exc) from None
         except files_api.UrlExpired:
             if attempt + 1 >= settings.list_attempts:
                 raise
@@ -99,7 +115,8 @@ def download_task(job: Job, folder: str | os.PathLike[str] | None = None) -> lis
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RodinError(f"Could not create the folder {target}: "
-                         f"{exc.strerror or type(exc).__name__}.") from None
+                         f"{exc.strerror or type(exc).__name__}; call job.download(folder) "
+                         "with a folder you can write to.") from None
     items = _listing(job)
     urls = dict(items)
     return [_fetch_one(job, name, urls, target) for name in dict.fromkeys(n for n, _ in items)]

@@ -26,6 +26,11 @@ class JobFailedError(RodinError):
     """A job of the task ended Failed or Canceled."""
 
 
+class Interrupted(RodinError):
+    """Ctrl-C (a kernel interrupt) during ``wait()`` or ``download()``: one line saying
+    where things stand; the cell still fails, so "Run All" stops there."""
+
+
 def short(uuid: str) -> str:
     """The first block of a uuid, for people."""
     return uuid.split("-", 1)[0][:8]
@@ -188,6 +193,16 @@ class Job:
 
     def wait(self, timeout: float | None = None) -> Job:
         """Return when every job is Done; a one-line error names a failed job or the timeout."""
+        try:
+            self._wait(timeout)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted: task {self.task_uuid} is still running ({self.summary()}); "
+                "nothing is lost: job.wait() resumes.") from None
+        self.raise_for_failure()
+        return self
+
+    def _wait(self, timeout: float | None) -> None:
         limit = None if timeout is None else time.monotonic() + timeout
         while not self._done.is_set():
             self.watch()  # re-arms the poller if it was shut down (``%unload_ext``)
@@ -197,8 +212,6 @@ class Job:
                     f"Task {short(self.task_uuid)} is not done after {timeout:g} s "
                     f"({self.summary()}); call job.wait() again to keep waiting.")
             self._done.wait(left)
-        self.raise_for_failure()
-        return self
 
     def raise_for_failure(self) -> None:
         if self.fatal:
@@ -217,7 +230,12 @@ class Job:
         from rodin_jupyter.generation.files import download_task
 
         self.wait()
-        self.paths = download_task(self, folder)
+        try:
+            self.paths = download_task(self, folder)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"download of task {short(self.task_uuid)} interrupted; no partial file kept; "
+                "call job.download(folder) again.") from None
         self._notify()
         return list(self.paths)
 

@@ -1,7 +1,8 @@
 """One background thread polls ``/status`` for every job in the kernel, politely.
 
 Each task is polled every ``settings.poll_interval`` seconds; after an error the pause
-doubles (up to ``settings.max_backoff``) and a 429's ``Retry-After`` is honoured. The thread
+doubles (up to ``settings.max_backoff``). A 429 pauses *every* task's polling until its
+``Retry-After`` has passed: rate limits are per account, not per task. The thread
 ends by itself when no job is left running, and :func:`shutdown` (``%unload_ext``,
 interpreter exit) stops and joins it: no thread is left behind.
 """
@@ -46,6 +47,13 @@ class Poller:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._not_before = 0.0  # monotonic; after a 429 no task is polled before it
+
+    @property
+    def not_before(self) -> float:
+        """The account-wide pause after a 429 (``time.monotonic()`` time)."""
+        with self._lock:
+            return self._not_before
 
     def watch(self, job: Job) -> None:
         with self._lock:
@@ -80,6 +88,8 @@ class Poller:
                     return
                 due = [j for j, w in self._watched.items() if w.due <= now]
                 soonest = min(w.due for w in self._watched.values())
+                if now < self._not_before:  # rate limited: nobody polls until it passes
+                    due, soonest = [], self._not_before
             if due:  # one request, then the gap: the pace holds for any number of jobs
                 self._poll(min(due, key=lambda j: self._watched_due(j)))
                 stop.wait(settings.status_gap)
@@ -89,11 +99,12 @@ class Poller:
 
     def _poll(self, job: Job) -> None:
         retry_after = None
+        rate_limited = False
         try:
             job.poll()
             errors = 0
         except RateLimitedError as exc:
-            retry_after = exc.retry_after
+            retry_after, rate_limited = exc.retry_after, True
             errors = self._errors(job) + 1
         except RodinError as exc:
             errors = self._errors(job) + 1
@@ -103,6 +114,8 @@ class Poller:
             job.record_error(RodinError(f"status poll failed ({type(exc).__name__})"))
         pause = next_pause(settings.poll_interval, errors, retry_after)
         with self._lock:
+            if rate_limited:
+                self._not_before = max(self._not_before, time.monotonic() + pause)
             watch = self._watched.get(job)
             if watch is not None:
                 watch.errors = errors

@@ -33,10 +33,10 @@ class GuardBlocked(RodinError):
 
     def _render_traceback_(self) -> list[str]:
         self.shown = True  # the notebook face knows the line reached the user
-        return [self.line()]
+        return super()._render_traceback_()
 
     def line(self) -> str:
-        return f"\x1b[0;31mrodin_jupyter: {self}\x1b[0m"
+        return super()._render_traceback_()[0]
 
 
 def credits(value: Decimal) -> str:

@@ -207,10 +207,20 @@ def submit(client: RodinClient, fields: Mapping[str, str | Sequence[str]],
         detail = f": {'; '.join(bits)}" if bits else ""
         raise SubmissionRefused(f"Submission refused ({code or f'HTTP {status}'}){detail}.",
                                 code)
+    host = host_of(client.base_url)
+    if status == 500:  # RODIN_API.md: a 500 is what a malformed array field gets
+        raise ServiceError(
+            f"{host} answered HTTP 500 to the submission; not retried (a retry can be "
+            "charged twice). Array fields such as addons must be JSON lists; check the "
+            "balance before trying again.", status)
+    if status > 500:
+        raise ServiceError(
+            f"{host} is unavailable (HTTP {status}) for the submission; it may or may not "
+            "have been charged and is not retried. Check the balance and the ledger "
+            "(%rodin_balance --ledger) before submitting again.", status)
     raise ServiceError(
-        f"{host_of(client.base_url)} answered HTTP {status} to the submission; not retried "
-        "(a retry can be charged twice). Array fields such as addons must be JSON lists; "
-        "check the balance before trying again.", status)
+        f"{host} answered HTTP {status} to the submission; not retried (a retry can be "
+        "charged twice). Check the balance before trying again.", status)
 
 
 def _accepted(payload: Mapping[str, Any]) -> Submitted:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -24,6 +26,20 @@ from rodin_jupyter.http.client import (
 )
 from rodin_jupyter.http.key import key_fingerprint
 from rodin_jupyter.ipython.cell_errors import CellStopped
+
+
+class ConfigRefused(TraitError):
+    """A refused ``%config RodinMagics.x = v``: the cell fails with this one line.
+
+    IPython's ``%config`` catches every exception and logs it (``ERROR:root:...``) while the
+    cell succeeds; this class marks our refusals so the log record is dropped and the
+    ``post_run_cell`` hook fails the cell with the one line instead.
+    """
+
+
+def _not_ours(record: logging.LogRecord) -> bool:
+    """Root logger filter: drop ``%config``'s log record of a refusal we show ourselves."""
+    return not isinstance(record.msg, ConfigRefused)
 
 
 def parse_credits(text: str, option: str) -> Decimal:
@@ -67,9 +83,43 @@ class RodinMagics(Magics):
                                "(tenths: a 0.5-credit generation drops it by 5).").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        self._refused: list[ConfigRefused] = []
         super().__init__(shell=shell, **kwargs)
         self._push_settings()
         self._configure_client()
+        events = getattr(shell, "events", None)
+        if events is not None:
+            events.register("pre_run_cell", self._forget_refusals)
+            events.register("post_run_cell", self._fail_refused_config)
+            logging.getLogger().addFilter(_not_ours)
+
+    def unload(self) -> None:
+        """``%unload_ext``: remove the hooks and the log filter (the extension calls it)."""
+        events = getattr(self.shell, "events", None)
+        for event, callback in (("pre_run_cell", self._forget_refusals),
+                                ("post_run_cell", self._fail_refused_config)):
+            with contextlib.suppress(ValueError, KeyError, AttributeError):
+                events.unregister(event, callback)
+        logging.getLogger().removeFilter(_not_ours)
+
+    def _refuse(self, message: str) -> ConfigRefused:
+        error = ConfigRefused(message)
+        self._refused.append(error)
+        return error
+
+    def _forget_refusals(self, info: Any = None) -> None:
+        self._refused.clear()
+
+    def _fail_refused_config(self, result: Any = None) -> None:
+        """A ``%config`` value was refused during the cell: fail it with one line."""
+        refused, self._refused = self._refused, []
+        if not refused or result is None:
+            return
+        if result.error_in_exec is None and result.error_before_exec is None:
+            stopped = CellStopped(str(refused[-1]))
+            result.error_in_exec = stopped
+            # the kernel's error reply then carries the one line (``_render_traceback_``)
+            self.shell.showtraceback((CellStopped, stopped, None))
 
     # -- settings ----------------------------------------------------------------------
 
@@ -78,13 +128,30 @@ class RodinMagics(Magics):
         try:
             return float(check_balance_scale(proposal["value"]))
         except ValueError as exc:
-            raise TraitError(f"RodinMagics.{exc}") from None
+            raise self._refuse(f"RodinMagics.{exc}") from None
 
-    @validate("connect_timeout", "read_timeout", "deadline")
+    @validate("connect_timeout", "deadline")
     def _positive_seconds(self, proposal: Any) -> float:
         value = float(proposal["value"])
         if not value > 0:
-            raise TraitError(f"RodinMagics.{proposal['trait'].name} must be more than 0 seconds.")
+            raise self._refuse(
+                f"RodinMagics.{proposal['trait'].name} must be more than 0 seconds.")
+        return value
+
+    @validate("read_timeout")
+    def _read_timeout_limit(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not 0 < value <= DEFAULT_READ_TIMEOUT:
+            raise self._refuse(f"RodinMagics.read_timeout must be more than 0 and at most "
+                               f"{DEFAULT_READ_TIMEOUT:g} seconds, not {value:g}.")
+        return value
+
+    @validate("refresh_interval")
+    def _refresh_limit(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not value >= MIN_REFRESH_INTERVAL:
+            raise self._refuse(f"RodinMagics.refresh_interval must be at least "
+                               f"{MIN_REFRESH_INTERVAL:g} seconds, not {value:g}.")
         return value
 
     @observe("warn_below", "min_balance", "refresh_interval", "cache_ttl")
@@ -98,12 +165,12 @@ class RodinMagics(Magics):
     def _push_settings(self) -> None:
         settings.warn_below = Decimal(str(self.warn_below))
         settings.min_balance = Decimal(str(self.min_balance))
-        settings.refresh_interval = max(MIN_REFRESH_INTERVAL, float(self.refresh_interval))
+        settings.refresh_interval = float(self.refresh_interval)  # validated: >= the minimum
         settings.cache_ttl = max(0.0, float(self.cache_ttl))
 
     def _configure_client(self) -> None:
         base = self.base_url or None
-        connect, read = self.connect_timeout, min(self.read_timeout, DEFAULT_READ_TIMEOUT)
+        connect, read = self.connect_timeout, self.read_timeout  # validated: <= the limit
         deadline = self.deadline
         settings.balance_scale = Decimal(str(self.balance_scale))  # a new unit: fresh readings
         settings.base_url = self.base_url  # the send-time guard watches this base too
