@@ -162,8 +162,10 @@ def test_cached_flag_says_whether_the_reading_was_reused(ip: Any, sandbox_env: S
 
 def test_timeouts_must_be_positive(ip: Any, caplog: pytest.LogCaptureFixture) -> None:
     try:
-        run_cell(ip, "%config RodinMagics.read_timeout = -1")
-        assert "RodinMagics.read_timeout must be more than 0 seconds" in caplog.text
+        result = run_cell(ip, "%config RodinMagics.read_timeout = -1")
+        # issue 15: the refusal fails the cell in one line (it used to be an ERROR:root log)
+        assert "RodinMagics.read_timeout must be more than 0 seconds" in str(result.error_in_exec)
+        assert "must be more than 0" not in caplog.text
         assert ip.magics_manager.registry["RodinMagics"].read_timeout > 0
     finally:  # %config also writes into the shell's config, which outlives this test
         ip.config.RodinMagics.pop("read_timeout", None)

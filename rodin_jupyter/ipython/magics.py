@@ -95,7 +95,7 @@ class RodinMagics(Magics):
 
     def unload(self) -> None:
         """``%unload_ext``: remove the hooks and the log filter (the extension calls it)."""
-        events = getattr(self.shell, "events", None)
+        events: Any = getattr(self.shell, "events", None)
         for event, callback in (("pre_run_cell", self._forget_refusals),
                                 ("post_run_cell", self._fail_refused_config)):
             with contextlib.suppress(ValueError, KeyError, AttributeError):
@@ -119,7 +119,8 @@ class RodinMagics(Magics):
             stopped = CellStopped(str(refused[-1]))
             result.error_in_exec = stopped
             # the kernel's error reply then carries the one line (``_render_traceback_``)
-            self.shell.showtraceback((CellStopped, stopped, None))
+            shell: Any = self.shell
+            shell.showtraceback((CellStopped, stopped, None))
 
     # -- settings ----------------------------------------------------------------------
 
@@ -141,8 +142,10 @@ class RodinMagics(Magics):
     @validate("read_timeout")
     def _read_timeout_limit(self, proposal: Any) -> float:
         value = float(proposal["value"])
-        if not 0 < value <= DEFAULT_READ_TIMEOUT:
-            raise self._refuse(f"RodinMagics.read_timeout must be more than 0 and at most "
+        if not value > 0:
+            raise self._refuse("RodinMagics.read_timeout must be more than 0 seconds.")
+        if value > DEFAULT_READ_TIMEOUT:
+            raise self._refuse(f"RodinMagics.read_timeout must be at most "
                                f"{DEFAULT_READ_TIMEOUT:g} seconds, not {value:g}.")
         return value
 
