@@ -182,6 +182,9 @@ def start_server(kind: str, sandbox: Sandbox, base: Path) -> JupyterServer:
         JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]),
         JUPYTER_PLATFORM_DIRS="1",
         PYTHONUNBUFFERED="1",
+        # Each test sets the sandbox's balance and expects its kernel to read it; a reading
+        # another test's kernel shared (same account) would be adopted instead, by design.
+        RODIN_JUPYTER_SHARED_READINGS="0",
     )
     extra = sidecar_data_dir()
     if extra is not None:  # sidecar installed outside the venv (pip --target): its lab extension
