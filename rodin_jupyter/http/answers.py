@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from rodin_jupyter.errors import BadResponseError
 
 MAX_BALANCE = Decimal(10) ** 12
-_SAFE_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_ .-]{0,59}$")
+_SAFE_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")  # the documented shape of a code
 
 
 def _reject_constant(name: str) -> NoReturn:

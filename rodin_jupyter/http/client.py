@@ -41,9 +41,11 @@ from rodin_jupyter.http.messages import (
     proxy_error,
     redirect_error,
     retry_after_seconds,
+    scrub,
     scrubbed,
     status_error,
     tls_message,
+    unusable_proxy,
 )
 from rodin_jupyter.http.transport import (
     BearerAuth,
@@ -136,6 +138,11 @@ class RodinClient:
         return self.base_url, digest
 
     # -- seam for http/jobs_api.py: the same session, key and timeouts for job calls ------
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this client's key (or any long piece of it) redacted: the scrubber
+        every piece of service text passes through (see ``http/untrusted.py``)."""
+        return scrub(text, self._key.reveal())
 
     @property
     def session(self) -> requests.Session:
@@ -266,6 +273,9 @@ class RodinClient:
         except requests.exceptions.TooManyRedirects:
             raise ServiceError(f"{host} redirected the balance check; not followed.") from None
         except (requests.exceptions.RequestException, HTTPError, OSError, ValueError) as exc:
+            if proxy and isinstance(exc, (requests.exceptions.InvalidSchema,
+                                          requests.exceptions.InvalidURL, ValueError)):
+                raise unusable_proxy(exc, proxy) from None
             raise RodinNetworkError(
                 f"The request to {host} failed ({type(exc).__name__}): check RODIN_API_BASE "
                 "and your network settings.") from None

@@ -26,6 +26,7 @@ from rodin_jupyter.errors import (
     RodinTimeoutError,
     ServiceError,
 )
+from rodin_jupyter.http import untrusted
 from rodin_jupyter.http.client import RodinClient
 from rodin_jupyter.http.deadline import Watchdog
 from rodin_jupyter.http.urls import host_of, is_loopback_host
@@ -50,7 +51,7 @@ def fetch(client: RodinClient, url: str, out: BinaryIO, limit: int) -> int:
     """Stream a file into ``out`` without the key; at most ``limit`` bytes. Returns the size."""
     start = time.monotonic()
     for _ in range(MAX_REDIRECTS + 1):
-        host = host_of(_check_file_url(url))
+        host = host_of(_check_file_url(untrusted.file_url(url, client.scrub)))
         try:
             with Watchdog(FILE_DEADLINE), client.session.get(
                     url, timeout=(client.connect_timeout, client.read_timeout), stream=True,

@@ -10,7 +10,6 @@ attempt each; the poller decides when to try again (backing off on 429, honourin
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,7 +27,8 @@ from rodin_jupyter.errors import (
     RodinTimeoutError,
     ServiceError,
 )
-from rodin_jupyter.http.answers import load_json, service_error_code
+from rodin_jupyter.http import untrusted
+from rodin_jupyter.http.answers import load_json
 from rodin_jupyter.http.client import RodinClient
 from rodin_jupyter.http.deadline import Watchdog
 from rodin_jupyter.http.urls import host_of
@@ -45,7 +45,6 @@ _HINTS = {
     "PLAN_TOO_LOW": "your plan does not include this option",
 }
 STATES = frozenset({"Waiting", "Generating", "Done", "Failed", "Canceled"})
-_SAFE_TEXT = re.compile(r"^[\w .,;:!?'()/%+-]{1,160}$")
 
 
 class SubmissionRefused(RodinError):
@@ -77,16 +76,6 @@ class Submitted:
 def _fresh(exc: RodinError) -> RodinError:
     """A copy with no traceback or chain back to requests' objects (they carry the header)."""
     return copy.copy(exc)
-
-
-def _service_text(payload: Any) -> str:
-    """The service's message when it is short plain text; never a long token (a key?)."""
-    text = payload.get("message") if isinstance(payload, dict) else None
-    if not isinstance(text, str) or not _SAFE_TEXT.match(text.strip()):
-        return ""
-    if any(len(word) >= 16 for word in re.findall(r"[\w-]+", text)):
-        return ""
-    return text.strip().rstrip(".")
 
 
 def _read(response: requests.Response, limit: int = MAX_ANSWER_BYTES) -> bytes:
@@ -195,18 +184,17 @@ def submit(client: RodinClient, fields: Mapping[str, str | Sequence[str]],
         raise RodinNetworkError(
             f"{exc} The submission may have been charged; it is not retried. Check the "
             "balance and the ledger before submitting again.") from None
-    code = service_error_code(payload)
-    if code and code.upper() in ("OK", "NONE", "NULL"):
-        code = None
+    code = untrusted.error_code(payload, client.scrub)
     if 200 <= status < 300 and not code and isinstance(payload, dict):
-        return _accepted(payload)
+        return _accepted(payload, client.scrub)
     if code or (400 <= status < 500):
-        hint = next((h for k, h in _HINTS.items() if code and k in code.upper()), "")
-        said = _service_text(payload)
+        known = untrusted.known_code(code)
+        hint = next((h for k, h in _HINTS.items() if known and k in known), "")
+        said = untrusted.message(payload, client.scrub)
         bits = [p for p in (said, hint) if p]
         detail = f": {'; '.join(bits)}" if bits else ""
         raise SubmissionRefused(f"Submission refused ({code or f'HTTP {status}'}){detail}.",
-                                code)
+                                known)
     host = host_of(client.base_url)
     if status == 500:  # RODIN_API.md: a 500 is what a malformed array field gets
         raise ServiceError(
@@ -223,7 +211,7 @@ def submit(client: RodinClient, fields: Mapping[str, str | Sequence[str]],
         "charged twice). Check the balance before trying again.", status)
 
 
-def _accepted(payload: Mapping[str, Any]) -> Submitted:
+def _accepted(payload: Mapping[str, Any], scrub: untrusted.Scrub) -> Submitted:
     task = payload.get("uuid")
     jobs = payload.get("jobs")
     if not isinstance(task, str) or not task or not isinstance(jobs, dict):
@@ -231,8 +219,14 @@ def _accepted(payload: Mapping[str, Any]) -> Submitted:
                                "been charged: check the balance before submitting again.")
     key = jobs.get("subscription_key")
     uuids = jobs.get("uuids") or []
-    if not isinstance(key, str) or not key or not all(isinstance(u, str) for u in uuids):
+    if not isinstance(key, str) or not key or not isinstance(uuids, list):
         raise BadResponseError("The submission answer has no subscription key.")
+    charged = "; it may have been charged: check the balance before submitting again"
+    task = untrusted.service_id(task, untrusted.UUID_SHAPE, scrub, "task uuid", charged)
+    key = untrusted.service_id(key, untrusted.TOKEN_SHAPE, scrub, "subscription key",
+                               charged)
+    uuids = [untrusted.service_id(u, untrusted.UUID_SHAPE, scrub, "job uuid", charged)
+             for u in uuids]
     consumed = payload.get("consumed")
     return Submitted(task, key, tuple(uuids),
                      consumed if isinstance(consumed, Decimal) else None)
@@ -242,9 +236,10 @@ def status(client: RodinClient, subscription_key: str) -> list[tuple[str, str]]:
     """The jobs of a task and their states (one attempt; 429 raises RateLimitedError)."""
     code_status, payload, _ = _post(client, "status", "the status check",
                                     json={"subscription_key": subscription_key})
-    code = service_error_code(payload)
+    code = untrusted.error_code(payload, client.scrub)
     jobs = payload.get("jobs") if isinstance(payload, dict) else None
-    if code_status == 404 or (code and "NOT_FOUND" in code.upper() and not jobs):
+    if code_status == 404 or ("NOT_FOUND" in (untrusted.known_code(code) or "")
+                              and not jobs):
         raise TaskNotFound("The service knows no task with this subscription key; check the "
                            "ids given to Job.attach (they are in the job's repr).")
     if not 200 <= code_status < 300 or not isinstance(jobs, list) or (code and not jobs):
@@ -254,7 +249,9 @@ def status(client: RodinClient, subscription_key: str) -> list[tuple[str, str]]:
     for job in jobs:
         if isinstance(job, dict) and isinstance(job.get("uuid"), str):
             state = job.get("status")  # untrusted text: only the states we know
-            found.append((job["uuid"][:64], state if state in STATES else "Unknown"))
+            uuid = untrusted.service_id(job["uuid"], untrusted.UUID_SHAPE, client.scrub,
+                                        "job uuid in the status answer")
+            found.append((uuid, state if state in STATES else "Unknown"))
     return found
 
 
@@ -263,16 +260,18 @@ def download_list(client: RodinClient, task_uuid: str) -> list[tuple[str, str]]:
     code_status, payload, _ = _post(client, "download", "the download list",
                                     json={"task_uuid": task_uuid})
     items = payload.get("list") if isinstance(payload, dict) else None
-    code = service_error_code(payload)
-    if code_status == 404 or (code and "NOT_FOUND" in code.upper() and not items):
+    code = untrusted.error_code(payload, client.scrub)
+    if code_status == 404 or ("NOT_FOUND" in (untrusted.known_code(code) or "")
+                              and not items):
         raise TaskNotFound("The service knows no task with this uuid; check the id given "
                            "to Job.attach (it is in the job's repr and the ledger).")
     if not 200 <= code_status < 300 or not isinstance(items, list):
-        shown = service_error_code(payload) or f"HTTP {code_status}"
+        shown = code or f"HTTP {code_status}"
         raise ServiceError(f"The download list could not be read ({shown}).", code_status)
     found: list[tuple[str, str]] = []
     for item in items:
         if isinstance(item, dict) and isinstance(item.get("url"), str) \
                 and isinstance(item.get("name"), str):
-            found.append((item["name"], item["url"]))
+            found.append((untrusted.file_name(item["name"], client.scrub),
+                           untrusted.file_url(item["url"], client.scrub)))
     return found

@@ -32,8 +32,9 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic|token)(\s+|%20|\+)[^\s,;\"']+")
 
 
 def scrub(text: str, secret: str) -> str:
-    """``text`` with every run of ``MIN_SECRET_RUN``+ characters of ``secret`` redacted,
-    and any ``Bearer <token>`` (whoever's token it is) too. Case-insensitive."""
+    """``text`` with every run of ``MIN_SECRET_RUN``+ characters of ``secret`` redacted
+    (also when spaces or punctuation split it), and any ``Bearer <token>`` (whoever's token
+    it is) too. Case-insensitive."""
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     if not secret:
         return text
@@ -43,13 +44,12 @@ def scrub(text: str, secret: str) -> str:
         needles += [encoded, encoded.rstrip("=")]
     for needle in needles[1:]:
         text = text.replace(needle, REDACTED)
-    run = min(MIN_SECRET_RUN, len(secret))
-    pieces = {secret[i:i + run].lower() for i in range(len(secret) - run + 1)}
-    lowered = text.lower()
     hidden = [False] * len(text)
-    for i in range(len(text) - run + 1):
-        if lowered[i:i + run] in pieces:
-            hidden[i:i + run] = [True] * run
+    _hide_runs(secret.lower(), list(enumerate(text.lower())), hidden)
+    # Again with only letters and digits on both sides: "RkTestK ey01234 56789ab" or
+    # "RkTes.tKey..." is the key too. A false match costs a redacted word in a message.
+    _hide_runs(_alnum(secret), [(i, ch) for i, ch in enumerate(text.lower())
+                                if ch.isascii() and ch.isalnum()], hidden)
     out: list[str] = []
     for i, ch in enumerate(text):
         if not hidden[i]:
@@ -57,6 +57,24 @@ def scrub(text: str, secret: str) -> str:
         elif i == 0 or not hidden[i - 1]:
             out.append(REDACTED)
     return "".join(out)
+
+
+def _alnum(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isascii() and ch.isalnum())
+
+
+def _hide_runs(secret: str, chars: list[tuple[int, str]], hidden: list[bool]) -> None:
+    """Mark in ``hidden`` the span of every run of ``MIN_SECRET_RUN`` characters of
+    ``secret`` found in ``chars`` ((position in the text, lower-cased character) pairs)."""
+    if not secret:
+        return
+    run = min(MIN_SECRET_RUN, len(secret))
+    pieces = {secret[i:i + run] for i in range(len(secret) - run + 1)}
+    joined = "".join(ch for _, ch in chars)
+    for i in range(len(joined) - run + 1):
+        if joined[i:i + run] in pieces:
+            for j in range(chars[i][0], chars[i + run - 1][0] + 1):
+                hidden[j] = True
 
 
 def scrubbed(error: RodinError, secret: str) -> RodinError:
@@ -172,6 +190,15 @@ def proxy_error(exc: BaseException, proxy: str, host: str) -> tuple[RodinNetwork
     return RodinNetworkError(
         f"Could not get through the proxy {name}: check HTTPS_PROXY / NO_PROXY, "
         "or try again later."), True
+
+
+def unusable_proxy(exc: BaseException, proxy: str) -> RodinNetworkError:
+    """HTTPS_PROXY names no proxy requests can use (socks, an unreadable URL)."""
+    name = proxy_host(proxy)
+    what = ("HTTPS_PROXY is not a usable proxy URL" if name.startswith("(")
+            else f"The proxy {name} in HTTPS_PROXY could not be used")
+    return RodinNetworkError(f"{what} ({type(exc).__name__}): set it to an http:// or "
+                             "https:// proxy URL (socks is not supported), or unset it.")
 
 
 def proxy_host(proxy: str) -> str:

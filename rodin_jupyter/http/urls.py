@@ -87,8 +87,11 @@ def _invalid() -> InsecureURLError:
 
 def parse_base_url(base: str) -> BaseURL:
     """Parse with urllib3 and with urllib.parse; refuse anything they could read apart."""
-    if any(ch == "\\" or ch.isspace() or not ch.isprintable() or not ch.isascii()
-           for ch in base):
+    if not base.isascii():
+        raise InsecureURLError(
+            "RODIN_API_BASE contains a non-ASCII character (a look-alike letter?); "
+            f"type it as a plain URL such as {DEFAULT_BASE_URL}.")
+    if any(ch == "\\" or ch.isspace() or not ch.isprintable() for ch in base):
         raise InsecureURLError(
             "RODIN_API_BASE contains a backslash, a space or a control character; "
             f"use a plain URL such as {DEFAULT_BASE_URL}.")
