@@ -8,6 +8,7 @@ a 503 given the 500's hint; ``%config`` values clamped silently or logged as ``E
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,10 @@ def one_error(client: Any, code: str, interrupt: Any = None) -> dict[str, Any]:
             seen.append(content.get("text", ""))
             if interrupt is not None and "GO" in content.get("text", "") and not fired:
                 fired.append(True)
+                # print(flush=True) in ipykernel waits for its IO thread to send GO: a Ctrl-C
+                # that arrives before that wait ends lands in print, not in the call under
+                # test. The call runs for many seconds; a second is ample to be inside it.
+                time.sleep(1.0)
                 interrupt()
 
     reply = client.execute_interactive(code, timeout=90, output_hook=hook)
