@@ -105,7 +105,7 @@ def bench_cached(shell: Any, server: ServerProcess, p: Params) -> list[Result]:
 
     monitor = get_monitor()
     monitor.refresh()
-    ttl = settings.cache_ttl
+    ttl = settings.balance.cached_max_age
 
     def cached_magic() -> Any:
         return shell.run_line_magic("rodin_balance", "--cached")

@@ -22,9 +22,9 @@ from .conftest import FAKE_KEY, environ_without_keys, run_cell
 
 @pytest.fixture
 def scale_restored() -> Iterator[None]:
-    saved = settings.balance_scale
+    saved = settings.balance.scale
     yield
-    settings.balance_scale = saved
+    settings.balance.scale = saved
 
 
 def generate(sb: Sandbox) -> None:
@@ -35,7 +35,7 @@ def generate(sb: Sandbox) -> None:
 
 @pytest.mark.parametrize("scale", [1, 10])
 def test_readings_are_credits_at_either_scale(scale: int, scale_restored: None) -> None:
-    settings.balance_scale = D(scale)
+    settings.balance.scale = D(scale)
     with Sandbox(balance="7.5", api_key=FAKE_KEY, balance_scale=scale) as sb, \
             RodinClient(api_key=FAKE_KEY, base_url=sb.base_url) as client:
         raw = requests.get(sb.base_url + "/check_balance",
@@ -52,7 +52,7 @@ def test_readings_are_credits_at_either_scale(scale: int, scale_restored: None) 
 
 def test_a_wrong_scale_shows_as_a_factor_of_ten(scale_restored: None) -> None:
     """How a user tells: with the default scale, a tenths service reads ten times too high."""
-    settings.balance_scale = D(1)
+    settings.balance.scale = D(1)
     with Sandbox(balance="2", api_key=FAKE_KEY, balance_scale=10) as sb, \
             RodinClient(api_key=FAKE_KEY, base_url=sb.base_url) as client:
         before = client.check_balance().balance
@@ -78,11 +78,11 @@ def test_config_rodinmagics_balance_scale(ip: Any, monkeypatch: pytest.MonkeyPat
         assert run_cell(ip, "wrong = %rodin_balance").success
         assert ip.user_ns["wrong"] == D(35)
         assert run_cell(ip, "%config RodinMagics.balance_scale = 10").success
-        assert settings.balance_scale == D(10)
+        assert settings.balance.scale == D(10)
         assert run_cell(ip, "right = %rodin_balance").success
         assert ip.user_ns["right"] == D("3.5")
         run_cell(ip, "%config RodinMagics.balance_scale = 0")  # refused by the trait, logged
-        assert settings.balance_scale == D(10)
+        assert settings.balance.scale == D(10)
 
 
 def test_sandbox_command_serves_tenths_and_says_what_it_would_have_cost() -> None:

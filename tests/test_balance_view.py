@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from datetime import datetime, timezone
@@ -22,8 +23,7 @@ NOW = datetime(2026, 12, 1, 20, 31, 5, tzinfo=timezone.utc)
 
 @pytest.fixture(autouse=True)
 def _settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("warn_below", "min_balance"):
-        monkeypatch.setattr(settings, name, getattr(settings, name))
+    monkeypatch.setattr(settings, "balance", dataclasses.replace(settings.balance))
 
 
 def entry(before: str, after: str) -> LedgerEntry:
@@ -41,13 +41,13 @@ def snap(balance: str | None = "10", **kwargs: Any) -> Snapshot:
 
 
 def test_thresholds_give_the_states(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "warn_below", Decimal(5))
-    monkeypatch.setattr(settings, "min_balance", Decimal("0.5"))
+    settings.balance.warn_below = Decimal(5)
+    settings.balance.too_low_below = None  # the cheapest price in the table: 0.5
     assert balance_view(snap(None)).word == "unknown"
     assert balance_view(snap(None)).amount == "unknown"  # a word, not a dash
     for balance, state in (("10", "ok"), ("3", "low"), ("0.2", "too low")):
         assert balance_view(snap(balance)).word == state
-    settings.min_balance = Decimal("0.1")  # %config RodinMagics.min_balance
+    settings.balance.too_low_below = Decimal("0.1")  # %config RodinMagics.min_balance
     assert balance_view(snap("0.2")).word == "low"
     assert balance_view(snap("10", error="down")).word == "error"
     assert balance_view(snap("10", checking=True)).word == "checking"

@@ -64,7 +64,7 @@ def guard(sandbox_env: Sandbox, fresh_monitor: Any) -> Iterator[SendTimeGuard]:
     g.uninstall()
     assert hooked_attributes() == before
     get_ledger().clear()
-    settings.guard_reading_max_age, settings.guard_on_error = 60.0, "block"
+    settings.guard.reading_max_age, settings.guard.on_error = 60.0, "block"
 
 
 def multipart(**fields: str) -> tuple[bytes, dict[str, str]]:
@@ -201,7 +201,7 @@ def test_unreadable_balance_fails_closed_and_allow_sends(guard: SendTimeGuard,
     with pytest.raises(GuardBlocked, match="could not read the balance"):
         post_requests(sandbox_env)
     assert sandbox_env.count("POST", "/rodin") == 0
-    settings.guard_on_error = "allow"
+    settings.guard.on_error = "allow"
     assert post_requests(sandbox_env).status_code == 201
     assert "sending POST /rodin (tier Gen-2) anyway" in capsys.readouterr().err
 
@@ -230,7 +230,7 @@ def test_a_refused_answer_is_not_spent(guard: SendTimeGuard, sandbox_env: Sandbo
 
 def test_reconciliation_names_the_scale_setting(guard: SendTimeGuard, sandbox_env: Sandbox,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    settings.guard_reading_max_age = 0.0  # a fresh reading before every request
+    settings.guard.reading_max_age = 0.0  # a fresh reading before every request
     sandbox_env.set_balance("100")
     for _ in range(4):  # the service counts tenths: each 0.5 takes 5 off the balance
         post_requests(sandbox_env)

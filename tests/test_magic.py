@@ -98,7 +98,7 @@ def test_config_lists_the_settings_and_applies_them(ip: Any, sandbox_env: Sandbo
     for trait in ("base_url", "read_timeout", "warn_below", "min_balance", "cache_ttl"):
         assert f"RodinMagics.{trait}" in out
     run_cell(ip, "%config RodinMagics.warn_below = 20")
-    assert settings.warn_below == Decimal(20)
+    assert settings.balance.warn_below == Decimal(20)
     run_cell(ip, "%config RodinMagics.warn_below = 5")
 
 

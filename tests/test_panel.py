@@ -7,6 +7,7 @@ sandbox, the real IPython shell and a real kernel.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -41,8 +42,7 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "balance_panel
 @pytest.fixture(autouse=True)
 def panels_cleanup(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts and ends with no panel and no panel thread."""
-    for name in ("warn_below", "min_balance", "refresh_interval", "cache_ttl"):
-        monkeypatch.setattr(settings, name, getattr(settings, name))
+    monkeypatch.setattr(settings, "balance", dataclasses.replace(settings.balance))
     shutdown_all()
     yield
     shutdown_all()
@@ -168,7 +168,7 @@ def test_auto_refresh_is_off_by_default(monitor: BalanceMonitor, fake: FakeClien
 
 
 def test_interval_defaults_to_the_setting(monitor: BalanceMonitor) -> None:
-    settings.refresh_interval = 90
+    settings.balance.refresh_interval = 90
     panel = BalancePanel(monitor=monitor)
     assert panel.auto_refresh is False
     assert panel.interval == 90

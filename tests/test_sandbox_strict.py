@@ -263,12 +263,12 @@ def test_sandbox_constructor_raises_value_error() -> None:
 
 
 def test_balance_scale_is_one_or_ten(ip: Any) -> None:
-    saved = settings.balance_scale
+    saved = settings.balance.scale
     try:
         assert check_balance_scale("10") == D(10) and check_balance_scale(1.0) == D(1)
         assert run_cell(ip, "%config RodinMagics.balance_scale = 10").success
-        assert settings.balance_scale == D(10)
+        assert settings.balance.scale == D(10)
         run_cell(ip, "%config RodinMagics.balance_scale = 3")  # refused by the trait
-        assert settings.balance_scale == D(10)
+        assert settings.balance.scale == D(10)
     finally:
-        settings.balance_scale = saved
+        settings.balance.scale = saved

@@ -1,9 +1,11 @@
-"""Thresholds and timings every face reads; ``%config RodinMagics`` / ``RodinGuard`` write them.
+"""The one settings object of the core; ``%config RodinMagics`` / ``RodinGuard`` write it.
 
 A plain object rather than traitlets so the panel and the guard can read it without the
 extension being loaded (``display(BalancePanel())`` in a notebook that never ran
-``%load_ext``). Each name has one meaning: the panel's thresholds and the guard's rules are
-separate fields.
+``%load_ext``). Three sections, each name with one meaning: ``settings.client`` (where and
+how long to ask), ``settings.balance`` (how a reading is shown and reused) and
+``settings.guard`` (what the send-time guard lets out). The traitlets classes take their
+defaults from these dataclasses, so each default is written once, here.
 """
 
 from __future__ import annotations
@@ -27,60 +29,101 @@ def _min_refresh_interval() -> float:
 
 MIN_REFRESH_INTERVAL = _min_refresh_interval()
 """10 s for users: auto-refresh must not hammer a service that throttles."""
-
+READ_TIMEOUT_LIMIT = 10.0
+"""The API contract's ceiling on one read wait, in seconds."""
 BALANCE_SCALES = (Decimal(1), Decimal(10))
 """The units a ``check_balance`` reading can be in: credits, or tenths of a credit (no
 source suggests another, and any other factor would only print odd fractions)."""
 
 
 @dataclass
-class Settings:
-    """Shared settings, with the defaults a new user gets."""
+class ClientSettings:
+    """Where the balance is asked for and how long each step may take."""
+
+    base_url: str = ""
+    """``RodinMagics.base_url`` as configured (empty: ``RODIN_API_BASE`` / the service)."""
+
+    connect_timeout: float = 3.05
+    """Seconds to wait for a connection."""
+
+    read_timeout: float = READ_TIMEOUT_LIMIT
+    """Seconds to wait for an answer (at most ``READ_TIMEOUT_LIMIT``)."""
+
+    deadline: float = 25.0
+    """Seconds a balance check may take in all, retries included."""
+
+
+@dataclass
+class BalanceSettings:
+    """How a reading is classified, refreshed and reused."""
 
     warn_below: Decimal = Decimal(5)
     """Below this the panel shows 'low'."""
 
-    min_balance: Decimal = Decimal("0.5")
-    """Below this the panel shows 'too low'; the guard's minimum when a cost is unclear."""
+    too_low_below: Decimal | None = None
+    """Below this the panel shows 'too low'. None: the cheapest price in the guard's price
+    table (a balance that cannot pay for any billable request)."""
 
     refresh_interval: float = 60.0
     """Seconds between automatic panel refreshes (at least ``MIN_REFRESH_INTERVAL``)."""
 
-    cache_ttl: float = 30.0
-    """How old a reading ``%rodin_balance --cached`` may reuse, in seconds."""
+    cached_max_age: float = 30.0
+    """How old a reading ``%rodin_balance --cached`` (and a new panel) may reuse, in s."""
 
-    balance_scale: Decimal = Decimal(1)
+    scale: Decimal = Decimal(1)
     """How many ``check_balance`` units make one credit: 1 (credits, as documented) or 10 if
     the service reports tenths (a 0.5-credit generation then drops the reading by 5)."""
 
-    # -- the send-time guard (``%config RodinGuard``) --------------------------------------
 
-    guard_reserve: Decimal = Decimal(0)
+@dataclass
+class GuardSettings:
+    """The send-time guard's rules (``%config RodinGuard``); the budget lives in its account."""
+
+    reserve: Decimal = Decimal(0)
     """Credits the guard always leaves on the balance."""
 
-    guard_on_error: str = "block"
+    on_error: str = "block"
     """When the balance cannot be read: 'block' the billable request, or 'allow' it."""
 
-    guard_reading_max_age: float = 60.0
+    reading_max_age: float = 60.0
     """Seconds one of the guard's own readings, less this kernel's spend since, may prove
     a request affordable; older, or not enough, and the balance is read fresh."""
 
-    guard_prices: dict[str, Any] = field(default_factory=dict)
+    prices: dict[str, Any] = field(default_factory=dict)
     """Price overrides merged over the defaults and ``RODIN_PRICES_FILE``."""
 
-    base_url: str = ""
-    """``RodinMagics.base_url`` as configured (empty: ``RODIN_API_BASE`` / the service)."""
+
+@dataclass
+class Settings:
+    """Shared settings, with the defaults a new user gets."""
+
+    client: ClientSettings = field(default_factory=ClientSettings)
+    balance: BalanceSettings = field(default_factory=BalanceSettings)
+    guard: GuardSettings = field(default_factory=GuardSettings)
 
 
 settings = Settings()
 
 
+def too_low_threshold() -> Decimal:
+    """The 'too low' line: the configured one, else the cheapest price the guard knows."""
+    if settings.balance.too_low_below is not None:
+        return settings.balance.too_low_below
+    from rodin_jupyter.errors import PricingError
+    from rodin_jupyter.guard.pricing import load_prices
+
+    try:
+        return load_prices(settings.guard.prices).cheapest()
+    except PricingError:  # a broken prices file: the guard says so; show the documented floor
+        return Decimal("0.5")
+
+
 def balance_in_credits(reading: Decimal, scale: Decimal | None = None) -> Decimal:
-    """The one place a ``check_balance`` number becomes credits (``settings.balance_scale``).
+    """The one place a ``check_balance`` number becomes credits (``settings.balance.scale``).
 
     A scale other than 1 or 10 is refused here too: dividing by it would invent money.
     """
-    factor = check_balance_scale(settings.balance_scale if scale is None else scale)
+    factor = check_balance_scale(settings.balance.scale if scale is None else scale)
     return reading if factor == 1 else reading / factor
 
 
@@ -94,4 +137,3 @@ def check_balance_scale(value: object) -> Decimal:
         raise ValueError(f"balance_scale must be 1 (credits) or 10 (tenths of a credit), "
                          f"not {str(value)[:40]!r}.")
     return next(scale for scale in BALANCE_SCALES if scale == factor)
-

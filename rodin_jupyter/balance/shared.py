@@ -229,7 +229,7 @@ def _name(account: Account, salt: bytes) -> str:
     base, fingerprint = account
     digest = hmac.new(salt, f"{base}\0{fingerprint}".encode("utf-8", "surrogatepass"),
                       "sha256").hexdigest()
-    return f"{digest}/{settings.balance_scale.normalize()}"
+    return f"{digest}/{settings.balance.scale.normalize()}"
 
 
 def _keep(entry: Any, now_wall: float, now_mono: float) -> bool:

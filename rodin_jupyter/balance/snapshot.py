@@ -63,7 +63,7 @@ class Snapshot:
         return max(0.0, time.monotonic() - self.checked_monotonic)
 
     def state(self, warn_below: Decimal, minimum: Decimal) -> BalanceState:
-        """Classify against the warning threshold and the guard's minimum."""
+        """Classify against the warning threshold and the 'too low' line (``minimum``)."""
         if self.checking:
             return BalanceState.CHECKING
         if self.error is not None:

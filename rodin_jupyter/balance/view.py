@@ -19,7 +19,7 @@ from rodin_jupyter.balance.monitor import (
     describe_age,
     format_credits,
 )
-from rodin_jupyter.balance.settings import settings
+from rodin_jupyter.balance.settings import settings, too_low_threshold
 
 MAX_ERROR_CHARS = 500
 """An error line longer than this (service text is untrusted) is cut with '…'."""
@@ -119,7 +119,7 @@ def balance_view(snapshot: Snapshot, *, busy: bool = False) -> BalanceView:
     elif error is not None:
         state = BalanceState.ERROR
     else:
-        state = snapshot.state(settings.warn_below, settings.min_balance)
+        state = snapshot.state(settings.balance.warn_below, too_low_threshold())
     balance = snapshot.balance
     return BalanceView(
         state=state,

@@ -173,8 +173,7 @@ def _guard_refusal(price: Decimal) -> str | None:
 
     try:
         guard.account.check_upfront(price, "the next POST /rodin",
-                                    getattr(shared, "guard_reserve", Decimal(0)),
-                                    getattr(shared, "guard_on_error", "block"),
+                                    shared.guard.reserve, shared.guard.on_error,
                                     lambda text: None)
     except blocked as exc:  # its words are for a cell; here a request was not sent
         return str(exc).rstrip(".").replace(": not run;", ": not sent;")

@@ -93,7 +93,7 @@ def _guarded(configured: str, environ: str) -> tuple[frozenset[str], frozenset[s
 
 def guarded_origins() -> tuple[frozenset[str], frozenset[str], bool]:
     """The service's hosts plus the configured base (``%config`` or ``RODIN_API_BASE``)."""
-    return _guarded(settings.base_url, os.environ.get("RODIN_API_BASE", ""))
+    return _guarded(settings.client.base_url, os.environ.get("RODIN_API_BASE", ""))
 
 
 def billable_endpoint(method: str | bytes, url: str) -> str | None:

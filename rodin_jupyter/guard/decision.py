@@ -76,7 +76,7 @@ class Account:
     def available(self) -> Decimal | None:
         """What the last reading still proves, or None if it is too old or missing."""
         age = time.monotonic() - self.read_at
-        if (self.reading is None or age > settings.guard_reading_max_age
+        if (self.reading is None or age > settings.guard.reading_max_age
                 or not self._still_valid()):
             return None
         return self.left()

@@ -115,6 +115,10 @@ class PriceTable:
         known = ", ".join(self.tiers)
         raise PricingError(f"Unknown Rodin tier {tier!r}; known tiers: {known}.")
 
+    def cheapest(self) -> Decimal:
+        """The least any billable request costs: below it, nothing can be afforded."""
+        return min([*self.tiers.values(), *self.endpoints.values()])
+
 
 def _read_price_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:

@@ -112,7 +112,7 @@ class SendTimeGuard:
         what = f"POST /{endpoint}"
         try:
             fields = read_fields(content_type, body)
-            price = price_request(endpoint, fields, load_prices(settings.guard_prices))
+            price = price_request(endpoint, fields, load_prices(settings.guard.prices))
         except UnreadableBody as exc:
             raise GuardBlocked(f"guard: {what} not sent: {exc}") from None
         except PricingError as exc:
@@ -120,8 +120,8 @@ class SendTimeGuard:
         priced = self._priced_fields(fields)
         if priced.get("tier"):
             what += f" (tier {priced['tier']})"
-        ticket = self.account.admit(price, what, settings.guard_reserve,
-                                    settings.guard_on_error, _warn)
+        ticket = self.account.admit(price, what, settings.guard.reserve,
+                                    settings.guard.on_error, _warn)
         return Pending(self.account, ticket, get_ledger().open(endpoint, priced, price))
 
     @staticmethod

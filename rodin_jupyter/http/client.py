@@ -21,7 +21,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import HTTPError, ProtocolError
 
-from rodin_jupyter.balance.settings import balance_in_credits
+from rodin_jupyter.balance.settings import ClientSettings, balance_in_credits
 from rodin_jupyter.errors import (
     BadResponseError,
     KeyRefusedError,
@@ -60,9 +60,9 @@ from rodin_jupyter.http.urls import resolve_base
 log = logging.getLogger("rodin_jupyter.http.client")
 __all__ = ["MAX_RETRY_AFTER", "BalanceReading", "RodinClient", "check_balance"]
 
-DEFAULT_CONNECT_TIMEOUT = 3.05
-DEFAULT_READ_TIMEOUT = 10.0
-DEFAULT_DEADLINE = 25.0
+DEFAULT_CONNECT_TIMEOUT = ClientSettings.connect_timeout  # declared once, in the settings
+DEFAULT_READ_TIMEOUT = ClientSettings.read_timeout
+DEFAULT_DEADLINE = ClientSettings.deadline
 DEFAULT_RETRIES = 2
 MAX_BODY_BYTES = 64 * 1024
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})

@@ -17,7 +17,7 @@ from traitlets import Bool, Dict, Enum, Float, TraitError, observe, validate
 
 from rodin_jupyter.balance.ledger import get_ledger
 from rodin_jupyter.balance.monitor import format_credits
-from rodin_jupyter.balance.settings import settings
+from rodin_jupyter.balance.settings import GuardSettings, settings
 from rodin_jupyter.errors import PricingError
 from rodin_jupyter.guard.decision import GuardBlocked
 from rodin_jupyter.guard.pricing import PriceTable, estimate_cost, load_prices
@@ -43,12 +43,14 @@ class RodinGuard(Magics):
         config=True)
     prices = Dict(help="Price overrides merged over the defaults and RODIN_PRICES_FILE, e.g. "
                   "{'tiers': {'Gen-2': '0.6'}, 'addons': {'HighPack': '1.5'}}.").tag(config=True)
-    on_error = Enum(["block", "allow"], "block",
+    on_error = Enum(["block", "allow"], GuardSettings.on_error,
                     help="When the balance cannot be read: 'block' the request (default) or "
                          "'allow' it with a warning.").tag(config=True)
-    reserve = Float(0.0, help="Credits to keep: a request needs its price plus this.").tag(
+    reserve = Float(float(GuardSettings.reserve),
+                    help="Credits to keep: a request needs its price plus this.").tag(
         config=True)
-    reading_max_age = Float(60.0, help="Seconds one of the guard's balance readings, less "
+    reading_max_age = Float(GuardSettings.reading_max_age,
+                            help="Seconds one of the guard's balance readings, less "
                             "what this kernel spent since, may prove a request affordable; "
                             "otherwise the balance is read fresh.").tag(config=True)
     budget = Float(None, allow_none=True, help="Credits this kernel may spend from load on "
@@ -102,10 +104,10 @@ class RodinGuard(Magics):
             self._uninstall()
 
     def _push_config(self) -> None:
-        settings.guard_prices = dict(self.prices)
-        settings.guard_on_error = str(self.on_error)
-        settings.guard_reserve = Decimal(str(self.reserve))
-        settings.guard_reading_max_age = float(self.reading_max_age)
+        settings.guard.prices = dict(self.prices)
+        settings.guard.on_error = str(self.on_error)
+        settings.guard.reserve = Decimal(str(self.reserve))
+        settings.guard.reading_max_age = float(self.reading_max_age)
 
     def _install(self) -> None:
         self.guard.install()
@@ -183,11 +185,11 @@ class RodinGuard(Magics):
                 self.on_error = args.on_error
             self.enabled = True
             print("Rodin guard on: each billable request goes out only if the balance"
-                  + (f" less {format_credits(settings.guard_reserve)} reserve"
-                     if settings.guard_reserve else "")
+                  + (f" less {format_credits(settings.guard.reserve)} reserve"
+                     if settings.guard.reserve else "")
                   + " covers its price" + (" and the budget allows it"
                                            if self.budget is not None else "")
-                  + f"; if the balance cannot be read: {settings.guard_on_error}.")
+                  + f"; if the balance cannot be read: {settings.guard.on_error}.")
             return
         if args.reserve is not None or args.on_error is not None:
             raise CellStopped("--reserve and --on-error go with `%rodin_guard on`.")
@@ -199,8 +201,8 @@ class RodinGuard(Magics):
         budget = account.budget_left()
         return "\n".join([
             f"Rodin guard: {'on' if self.guard.active else 'off'} (checked at send time; "
-            f"reserve {format_credits(settings.guard_reserve)}; on error: "
-            f"{settings.guard_on_error}; budget: "
+            f"reserve {format_credits(settings.guard.reserve)}; on error: "
+            f"{settings.guard.on_error}; budget: "
             + ("none" if budget is None else f"{format_credits(budget)} left") + ").",
             f"Billable requests checked: {self.guard.checked}; sent {len(sent)} for "
             f"{format_credits(ledger.total())} credits; in flight "
@@ -208,7 +210,7 @@ class RodinGuard(Magics):
         ])
 
     def _cell_cost(self, args: Any) -> tuple[Decimal, str]:
-        prices = load_prices(settings.guard_prices)
+        prices = load_prices(settings.guard.prices)
         explicit = [args.tier, args.addons, args.texture_mode, args.endpoint, args.count]
         if args.cost is not None:
             if any(v is not None for v in explicit):
@@ -231,8 +233,8 @@ class RodinGuard(Magics):
         except PricingError as exc:
             raise GuardBlocked(f"guard: {str(exc).rstrip('.')}: cell not run") from None
         reserve = (parse_credits(args.reserve, "--reserve") if args.reserve is not None
-                   else settings.guard_reserve)
-        on_error = args.on_error or settings.guard_on_error
+                   else settings.guard.reserve)
+        on_error = args.on_error or settings.guard.on_error
         self.guard.account.check_upfront(cost, what, reserve, on_error, _warn)
         was_on = self.guard.active
         self.guard.install()  # the body's requests are checked as they are sent, too

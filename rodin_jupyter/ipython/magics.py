@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import sys
+import warnings
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -13,22 +14,23 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Float, TraitError, Unicode, observe, validate
 
+from rodin_jupyter.balance.connect import apply_client_settings
 from rodin_jupyter.balance.ledger import LedgerView, get_ledger
 from rodin_jupyter.balance.monitor import get_monitor
-from rodin_jupyter.balance.settings import MIN_REFRESH_INTERVAL, check_balance_scale, settings
+from rodin_jupyter.balance.settings import (
+    MIN_REFRESH_INTERVAL,
+    READ_TIMEOUT_LIMIT,
+    BalanceSettings,
+    ClientSettings,
+    check_balance_scale,
+    settings,
+)
 from rodin_jupyter.balance.text import Balance
 from rodin_jupyter.errors import RodinError
-from rodin_jupyter.http.client import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DEADLINE,
-    DEFAULT_READ_TIMEOUT,
-    RodinClient,
-)
-from rodin_jupyter.http.key import key_fingerprint
 from rodin_jupyter.ipython.cell_errors import CellStopped
 
 
-class ConfigRefused(TraitError):
+class ConfigRefused(TraitError, RodinError):
     """A refused ``%config RodinMagics.x = v``: the cell fails with this one line.
 
     IPython's ``%config`` catches every exception and logs it (``ERROR:root:...``) while the
@@ -58,33 +60,39 @@ class RodinMagics(Magics):
     """Balance magics for the Hyper3D Rodin API. Settings: ``%config RodinMagics``."""
 
     base_url = Unicode(
-        "", help="Rodin API base URL. Empty: RODIN_API_BASE, else the real service."
+        ClientSettings.base_url,
+        help="Rodin API base URL. Empty: RODIN_API_BASE, else the real service.",
     ).tag(config=True)
-    connect_timeout = Float(DEFAULT_CONNECT_TIMEOUT, help="Seconds to wait for a connection.").tag(
-        config=True)
-    read_timeout = Float(DEFAULT_READ_TIMEOUT, help="Seconds to wait for an answer (<= 10).").tag(
-        config=True)
-    deadline = Float(DEFAULT_DEADLINE,
+    connect_timeout = Float(ClientSettings.connect_timeout,
+                            help="Seconds to wait for a connection.").tag(config=True)
+    read_timeout = Float(ClientSettings.read_timeout,
+                         help="Seconds to wait for an answer (<= 10).").tag(config=True)
+    deadline = Float(ClientSettings.deadline,
                      help="Seconds a balance check may take in all, retries included.").tag(
         config=True)
-    warn_below = Float(float(settings.warn_below),
+    warn_below = Float(float(BalanceSettings.warn_below),
                        help="Balance below which the panel shows 'low'.").tag(config=True)
-    min_balance = Float(float(settings.min_balance),
-                        help="Balance below which the panel shows 'too low' (display only; "
-                             "the guard prices each request).").tag(config=True)
-    refresh_interval = Float(settings.refresh_interval,
+    min_balance = Float(None, allow_none=True,
+                        help="Balance below which the panel shows 'too low' (display only). "
+                             "None: the cheapest price in the guard's price table.").tag(
+        config=True)
+    refresh_interval = Float(BalanceSettings.refresh_interval,
                              help="Seconds between automatic panel refreshes (>= 10).").tag(
         config=True)
-    cache_ttl = Float(settings.cache_ttl,
-                      help="Seconds a reading stays fresh for %rodin_balance --cached.").tag(
-        config=True)
-    balance_scale = Float(float(settings.balance_scale),
+    cached_max_age = Float(BalanceSettings.cached_max_age,
+                           help="Seconds a reading stays reusable for %rodin_balance --cached "
+                                "and a new panel.").tag(config=True)
+    cache_ttl = Float(None, allow_none=True,
+                      help="Deprecated name of cached_max_age.").tag(config=True)
+    balance_scale = Float(float(BalanceSettings.scale),
                           help="check_balance units per credit: 1 (credits, documented) or 10 "
                                "(tenths: a 0.5-credit generation drops it by 5).").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         self._refused: list[ConfigRefused] = []
         super().__init__(shell=shell, **kwargs)
+        if self.cache_ttl is not None:  # from an old ipython_config.py
+            self.cached_max_age = self.cache_ttl
         self._push_settings()
         self._configure_client()
         events = getattr(shell, "events", None)
@@ -122,7 +130,7 @@ class RodinMagics(Magics):
             shell: Any = self.shell
             shell.showtraceback((CellStopped, stopped, None))
 
-    # -- settings ----------------------------------------------------------------------
+    # -- settings: the traits only forward to rodin_jupyter.balance.settings -----------
 
     @validate("balance_scale")
     def _positive_scale(self, proposal: Any) -> float:
@@ -144,9 +152,9 @@ class RodinMagics(Magics):
         value = float(proposal["value"])
         if not value > 0:
             raise self._refuse("RodinMagics.read_timeout must be more than 0 seconds.")
-        if value > DEFAULT_READ_TIMEOUT:
+        if value > READ_TIMEOUT_LIMIT:
             raise self._refuse(f"RodinMagics.read_timeout must be at most "
-                               f"{DEFAULT_READ_TIMEOUT:g} seconds, not {value:g}.")
+                               f"{READ_TIMEOUT_LIMIT:g} seconds, not {value:g}.")
         return value
 
     @validate("refresh_interval")
@@ -157,7 +165,14 @@ class RodinMagics(Magics):
                                f"{MIN_REFRESH_INTERVAL:g} seconds, not {value:g}.")
         return value
 
-    @observe("warn_below", "min_balance", "refresh_interval", "cache_ttl")
+    @observe("cache_ttl")
+    def _old_cache_name(self, change: Any) -> None:
+        if change["new"] is not None:
+            warnings.warn("RodinMagics.cache_ttl is now RodinMagics.cached_max_age.",
+                          DeprecationWarning, stacklevel=2)
+            self.cached_max_age = change["new"]
+
+    @observe("warn_below", "min_balance", "refresh_interval", "cached_max_age")
     def _settings_changed(self, change: Any) -> None:
         self._push_settings()
 
@@ -166,30 +181,27 @@ class RodinMagics(Magics):
         self._configure_client()
 
     def _push_settings(self) -> None:
-        settings.warn_below = Decimal(str(self.warn_below))
-        settings.min_balance = Decimal(str(self.min_balance))
-        settings.refresh_interval = float(self.refresh_interval)  # validated: >= the minimum
-        settings.cache_ttl = max(0.0, float(self.cache_ttl))
+        section = settings.balance
+        section.warn_below = Decimal(str(self.warn_below))
+        section.too_low_below = None if self.min_balance is None else Decimal(
+            str(self.min_balance))
+        section.refresh_interval = float(self.refresh_interval)  # validated: >= the minimum
+        section.cached_max_age = max(0.0, float(self.cached_max_age))
 
     def _configure_client(self) -> None:
-        base = self.base_url or None
-        connect, read = self.connect_timeout, self.read_timeout  # validated: <= the limit
-        deadline = self.deadline
-        settings.balance_scale = Decimal(str(self.balance_scale))  # a new unit: fresh readings
-        settings.base_url = self.base_url  # the send-time guard watches this base too
-
-        def factory() -> RodinClient:
-            return RodinClient(base_url=base, connect_timeout=connect, read_timeout=read,
-                               deadline=deadline)
-
-        get_monitor().configure(factory, identity=(base, connect, read, deadline,
-                                                   key_fingerprint(), settings.balance_scale))
+        settings.balance.scale = Decimal(str(self.balance_scale))  # a new unit: fresh readings
+        section = settings.client  # the send-time guard watches this base too
+        section.base_url = self.base_url
+        section.connect_timeout = float(self.connect_timeout)
+        section.read_timeout = float(self.read_timeout)
+        section.deadline = float(self.deadline)
+        apply_client_settings()
 
     # -- %rodin_balance ----------------------------------------------------------------
 
     @magic_arguments()
     @argument("--cached", action="store_true",
-              help="Reuse the last reading if it is younger than RodinMagics.cache_ttl.")
+              help="Reuse the last reading if it is younger than RodinMagics.cached_max_age.")
     @argument("--require", metavar="N", default=None,
               help="Stop the cell (and Run All) if the balance is below N credits.")
     @argument("--json", action="store_true", help="Print machine-readable JSON.")
@@ -225,7 +237,7 @@ class RodinMagics(Magics):
         required = parse_credits(args.require, "--require") if args.require else None
         previous = monitor.last
         try:
-            reading = monitor.read(max_age=settings.cache_ttl if args.cached else None)
+            reading = monitor.read(max_age=settings.balance.cached_max_age if args.cached else None)
         except RodinError as exc:
             raise CellStopped(str(exc)) from None
         balance = Balance(reading.balance, reading.checked_at,

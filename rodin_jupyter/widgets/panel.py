@@ -110,7 +110,7 @@ class BalancePanel:
         self._closed = False
         self._box: Any = None
         self._widgets: list[Any] = []
-        start = float(settings.refresh_interval if interval is None else interval)
+        start = float(settings.balance.refresh_interval if interval is None else interval)
         start = min(float(MAX_INTERVAL_SECONDS), max(MIN_REFRESH_INTERVAL, start))
         snapshot = self.monitor.snapshot()
         if widgets is None:
@@ -118,13 +118,13 @@ class BalancePanel:
             if self._wants_reading(snapshot):
                 # No widgets to update later: read once now, like the magic does.
                 with contextlib.suppress(RodinError):  # the snapshot keeps the error
-                    self.monitor.read(max_age=settings.cache_ttl)
+                    self.monitor.read(max_age=settings.balance.cached_max_age)
             return
         self._build(auto_refresh, start)
         self._unsubscribe = self.monitor.subscribe(self._on_change)
         runtime.add(self)
         if self._wants_reading(snapshot):
-            self.refresh(max_age=settings.cache_ttl)  # another kernel's fresh reading will do
+            self.refresh(max_age=settings.balance.cached_max_age)  # another kernel's fresh reading will do
         else:
             self.render()
 
@@ -133,7 +133,7 @@ class BalancePanel:
         if snapshot.checking or snapshot.error is not None:
             return False
         age = snapshot.age()
-        return age is None or age > settings.cache_ttl
+        return age is None or age > settings.balance.cached_max_age
 
     def _build(self, auto_refresh: bool, interval: float) -> None:
         w = widgets
@@ -187,7 +187,7 @@ class BalancePanel:
     def interval(self) -> float:
         """Seconds between automatic refreshes (at least ``MIN_REFRESH_INTERVAL``)."""
         if self._box is None:
-            return max(MIN_REFRESH_INTERVAL, settings.refresh_interval)
+            return max(MIN_REFRESH_INTERVAL, settings.balance.refresh_interval)
         return max(MIN_REFRESH_INTERVAL, float(self._interval.value))
 
     @interval.setter
