@@ -43,14 +43,14 @@ def sandbox_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
 
 
 @pytest.fixture
-def fresh_monitor(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A new process-wide monitor per test, so no state crosses tests."""
-    from rodin_jupyter.balance import monitor as monitor_module
+def fresh_monitor() -> Iterator[Any]:
+    """The process-wide monitor, reset before and after each test: no state crosses tests."""
+    from rodin_jupyter.balance.monitor import get_monitor
 
-    fresh = monitor_module.BalanceMonitor()
-    monkeypatch.setattr(monitor_module, "_monitor", fresh)
+    fresh = get_monitor()
+    fresh.reset()
     yield fresh
-    fresh.close()
+    fresh.reset()
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def test_one_session_reuses_its_connection(sandbox: Sandbox) -> None:
     with client_for(sandbox) as client:
         for _ in range(5):
             client.check_balance()
-        pools = client._session.adapters["http://"].poolmanager.pools
+        pools = client.session.adapters["http://"].poolmanager.pools
         (only_key,) = pools.keys()
         assert pools[only_key].num_connections == 1
     assert sandbox.count("GET", "/check_balance") == 5

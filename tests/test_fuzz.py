@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from rodin_jupyter import RodinClient, RodinError
 from rodin_jupyter.errors import BadResponseError, InsecureURLError, MissingKeyError
 from rodin_jupyter.http.answers import MAX_BALANCE, load_json, parse_balance, service_error_code
-from rodin_jupyter.http.client import MAX_RETRY_AFTER, BalanceReading, _retry_after_seconds
+from rodin_jupyter.http.client import MAX_RETRY_AFTER, BalanceReading
 from rodin_jupyter.http.key import ApiKey
+from rodin_jupyter.http.messages import retry_after_seconds
 from rodin_jupyter.http.urls import resolve_base_url
 
 from .conftest import FAKE_KEY
@@ -142,7 +143,7 @@ def test_service_error_codes_are_never_echoed_raw(value: Any) -> None:
 @example("Fri, 31 Dec 9999 23:59:59 GMT")
 @example("Mon, 01 Jan 2001 00:00:00 +9999")
 def test_retry_after_is_a_bounded_number_or_nothing(value: str) -> None:
-    seconds = _retry_after_seconds(value)
+    seconds = retry_after_seconds(value)
     assert seconds is None or (math.isfinite(seconds) and 0 <= seconds <= MAX_RETRY_AFTER)
     if seconds is not None:
         assert len(f"retry after {seconds:.0f} s") < 40

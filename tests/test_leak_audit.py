@@ -130,7 +130,7 @@ if "RodinGuard" in get_ipython().magics_manager.registry:
 _monitor = get_monitor()
 print(repr(_monitor.snapshot()))
 print(repr(_monitor.client()), repr(vars(_monitor.client())))
-print(repr(dict(_monitor.client()._session.headers)))
+print(repr(dict(_monitor.client().session.headers)))
 _history = get_ipython().history_manager
 print(repr(list(_history.get_range(raw=True, output=True))))
 print(repr(_history.output_hist_reprs))
@@ -354,8 +354,8 @@ def test_public_objects_never_show_the_key(sandbox: Sandbox) -> None:
     client = RodinClient(key, sandbox.base_url)
     reading = client.check_balance()
     evidence.add("RodinClient", f"{client!r} {client!s} {vars(client)!r}")
-    evidence.add("session", f"{client._session.headers!r} {vars(client._session)!r}")
-    assert "Authorization" not in client._session.headers
+    evidence.add("session", f"{client.session.headers!r} {vars(client.session)!r}")
+    assert "Authorization" not in client.session.headers
     evidence.add("BalanceReading", f"{reading!r} {reading!s}")
     monitor = BalanceMonitor(lambda: RodinClient(FAKE_KEY, sandbox.base_url))
     monitor.refresh()

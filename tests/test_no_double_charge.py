@@ -74,7 +74,7 @@ def test_the_static_check_would_notice() -> None:
 def test_the_client_has_no_retrying_adapter(sandbox: Sandbox) -> None:
     """Retries are the client's own loop, for GET /check_balance only; urllib3 retries none."""
     with RodinClient(FAKE_KEY, sandbox.base_url) as client:
-        for adapter in client._session.adapters.values():
+        for adapter in client.session.adapters.values():
             retry = adapter.max_retries  # type: ignore[attr-defined]
             assert retry.total == 0 and not retry.read
         sandbox.inject_fault("/check_balance", status=503, times=1)

@@ -83,6 +83,13 @@ class BalanceMonitor:
                 self._client = self._client_factory()
             return self._client
 
+    def reset(self) -> None:
+        """Back to a new kernel's monitor: default client, no readings, ledger or observers."""
+        self.configure(RodinClient)
+        with self._lock:
+            self._identity, self._observers, self.requests_sent = None, [], 0
+        self.close()
+
     def close(self) -> None:
         """Drop the client and its connections (the state stays)."""
         with self._lock:

@@ -92,7 +92,6 @@ class _Retry(Exception):
         self.wait = wait
 
 
-_retry_after_seconds = retry_after_seconds  # the name the fuzz tests know
 
 
 class RodinClient:
