@@ -21,21 +21,26 @@ from rodin_jupyter.errors import (
     RodinTimeoutError,
     ServiceError,
 )
+from rodin_jupyter.guard.decision import GuardBlocked
 from rodin_jupyter.guard.pricing import estimate_cost
 from rodin_jupyter.http.client import BalanceReading, RodinClient, check_balance
+from rodin_jupyter.http.files_api import UrlExpired
+from rodin_jupyter.http.jobs_api import SubmissionRefused, TaskNotFound
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from rodin_jupyter.generation import Job, generate, generate_many
+    from rodin_jupyter.generation import Job, JobFailedError, generate, generate_many
     from rodin_jupyter.widgets.panel import BalancePanel
 
 __all__ = [
     "BadResponseError",
     "BalancePanel",
     "BalanceReading",
+    "GuardBlocked",
     "InsecureURLError",
     "Job",
+    "JobFailedError",
     "KeyRefusedError",
     "MissingKeyError",
     "PricingError",
@@ -45,6 +50,9 @@ __all__ = [
     "RodinNetworkError",
     "RodinTimeoutError",
     "ServiceError",
+    "SubmissionRefused",
+    "TaskNotFound",
+    "UrlExpired",
     "__version__",
     "check_balance",
     "estimate_cost",
@@ -61,7 +69,7 @@ def __getattr__(name: str) -> Any:
         from rodin_jupyter.widgets.panel import BalancePanel
 
         return BalancePanel
-    if name in ("generate", "generate_many", "Job"):  # loaded on first use, like the panel
+    if name in ("generate", "generate_many", "Job", "JobFailedError"):  # loaded on first use, like the panel
         from rodin_jupyter import generation
 
         return getattr(generation, name)

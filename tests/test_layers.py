@@ -95,3 +95,37 @@ def test_importing_the_core_loads_no_ipython_nor_widgets() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_error_the_package_raises_is_a_rodin_error() -> None:
+    """One tree (requests' style): ``except RodinError`` catches whatever we raise on purpose.
+
+    The sandbox (a server: its errors become HTTP answers) and private control-flow
+    exceptions (``_Retry``) never reach a caller, so they are left out.
+    """
+    import importlib
+    import inspect
+
+    from rodin_jupyter.errors import RodinError
+
+    outside: list[str] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if "sandbox" in parts or parts[-1] == "__main__":
+            continue
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        module = importlib.import_module(name)
+        for attr, value in vars(module).items():
+            if (inspect.isclass(value) and issubclass(value, BaseException)
+                    and value.__module__ == name and not attr.startswith("_")
+                    and not issubclass(value, RodinError)):
+                outside.append(f"{name}.{attr}")
+    assert outside == []
+
+
+def test_user_facing_errors_are_exported() -> None:
+    import rodin_jupyter
+
+    for name in ("RodinError", "GuardBlocked", "SubmissionRefused", "TaskNotFound",
+                 "UrlExpired", "JobFailedError", "PricingError", "MissingKeyError"):
+        assert issubclass(getattr(rodin_jupyter, name), rodin_jupyter.RodinError), name

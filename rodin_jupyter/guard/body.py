@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rodin_jupyter.errors import PricingError
+from rodin_jupyter.errors import PricingError, RodinError
 
 Fields = dict[str, list[str]]
 
@@ -64,7 +64,7 @@ class Part:
     encoded_name: bool = False  # named in RFC 2231 form (name*=): ambiguous to price
 
 
-class MultipartError(ValueError):
+class MultipartError(RodinError, ValueError):
     """A multipart body that cannot be split into parts unambiguously."""
 
 
