@@ -69,7 +69,7 @@ def __getattr__(name: str) -> Any:
         from rodin_jupyter.widgets.panel import BalancePanel
 
         return BalancePanel
-    if name in ("generate", "generate_many", "Job", "JobFailedError"):  # loaded on first use, like the panel
+    if name in ("generate", "generate_many", "Job", "JobFailedError"):  # loaded on first use
         from rodin_jupyter import generation
 
         return getattr(generation, name)
