@@ -88,6 +88,7 @@ class BalanceMonitor:
         self.configure(RodinClient)
         with self._lock:
             self._identity, self._observers, self.requests_sent = None, [], 0
+            self.adopted = None
         self.close()
 
     def close(self) -> None:

@@ -124,7 +124,8 @@ class BalancePanel:
         self._unsubscribe = self.monitor.subscribe(self._on_change)
         runtime.add(self)
         if self._wants_reading(snapshot):
-            self.refresh(max_age=settings.balance.cached_max_age)  # another kernel's fresh reading will do
+            # another kernel's fresh reading will do
+            self.refresh(max_age=settings.balance.cached_max_age)
         else:
             self.render()
 
