@@ -88,7 +88,12 @@ class PricingError(RodinError):
     """A cost could not be estimated: unknown tier, addon or endpoint; bad price table."""
 
 
+class AddonsNotJSONError(PricingError):
+    """``addons`` on the wire that is not a JSON string: the service answers 500 to that."""
+
+
 __all__ = [
+    "AddonsNotJSONError",
     "RED",
     "RESET",
     "BadResponseError",

@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from rodin_jupyter.errors import PricingError
+from rodin_jupyter.errors import AddonsNotJSONError, PricingError
 
 DEFAULT_PRICES: dict[str, Any] = {
     "tiers": {
@@ -148,10 +148,6 @@ def load_prices(overrides: Mapping[str, Any] | None = None) -> PriceTable:
 def default_prices() -> PriceTable:
     """The built-in table, with ``RODIN_PRICES_FILE`` applied when set."""
     return load_prices()
-
-
-class AddonsNotJSONError(PricingError):
-    """``addons`` on the wire that is not a JSON string: the service answers 500 to that."""
 
 
 def unique_addons(names: Iterable[str]) -> list[str]:

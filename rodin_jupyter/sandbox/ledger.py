@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from rodin_jupyter.errors import PricingError
-from rodin_jupyter.guard.pricing import AddonsNotJSONError, PriceTable, price_request
+from rodin_jupyter.errors import AddonsNotJSONError, PricingError
+from rodin_jupyter.guard.pricing import PriceTable, price_request
 
 Fields = Mapping[str, Sequence[object]]
 
