@@ -37,6 +37,7 @@ from rodin_jupyter.widgets.schedule import (
     runtime,
     shutdown_all,
 )
+from rodin_jupyter.widgets.style import PANEL_STYLE
 
 log = logging.getLogger("rodin_jupyter.widgets.panel")
 
@@ -46,26 +47,6 @@ DISPLAY_WAIT = 2.0
 text/HTML fallback (nbconvert, viewers) carries a balance rather than 'checking'."""
 
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
-
-# ipywidgets marks every view whose kernel is gone with `jupyter-widgets-disconnected` and a
-# broken-link icon. For the panel that becomes one line saying what happened; the controls
-# (which can do nothing then) and the live "12 s ago" (false by now) are hidden. Scoped to
-# .rodin-panel, so it touches nothing else on the page.
-KERNEL_GONE = ("⚠ No kernel is connected: the balance below is as it was at the time shown. "
-               "Run the cell again for a live panel.")
-PANEL_STYLE = (
-    "<style>"
-    ".rodin-panel .jupyter-widgets-disconnected::before{display:none}"
-    ".rodin-panel.jupyter-widgets-disconnected::before{"
-    f'content:"{KERNEL_GONE}";flex:1 1 100%;order:-1;display:block;padding:2px 12px;'
-    "font:inherit;font-family:var(--jp-content-font-family,sans-serif);"
-    "color:var(--jp-content-font-color1,rgba(0,0,0,.87))}"
-    ".rodin-panel.jupyter-widgets-disconnected .rodin-age-live,"
-    ".rodin-panel.jupyter-widgets-disconnected .rodin-panel-refresh,"
-    ".rodin-panel.jupyter-widgets-disconnected .rodin-panel-auto,"
-    ".rodin-panel.jupyter-widgets-disconnected .rodin-panel-interval{display:none}"
-    "</style>"
-)
 
 
 def _import_widgets() -> ModuleType | None:
