@@ -93,9 +93,9 @@ class AddonsNotJSONError(PricingError):
 
 
 __all__ = [
-    "AddonsNotJSONError",
     "RED",
     "RESET",
+    "AddonsNotJSONError",
     "BadResponseError",
     "InsecureURLError",
     "KeyRefusedError",

@@ -33,8 +33,7 @@ from rodin_jupyter.http import jobs_api
 from rodin_jupyter.http.jobs_api import SubmissionRefused
 from rodin_jupyter.ipython.cell_errors import CellStopped
 from rodin_jupyter.sandbox import Sandbox
-
-from .conftest import FAKE_KEY, run_cell
+from tests.conftest import FAKE_KEY, run_cell
 
 
 @pytest.fixture
