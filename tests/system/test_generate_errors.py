@@ -135,7 +135,7 @@ def test_config_limits_are_refused_in_one_line(ip: Any, capsys: pytest.CaptureFi
                                                ) -> None:
     from rodin_jupyter.balance.settings import settings as shared
 
-    before = shared.refresh_interval
+    before = shared.balance.refresh_interval
     for line, words in (("read_timeout = 30", "at most 10"),
                         ("refresh_interval = 1", "at least 10"),
                         ("balance_scale = 3", "must be 1")):
