@@ -6,6 +6,7 @@ IPython pieces load with the extension, ipywidgets only when a panel is first sh
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from rodin_jupyter._version import __version__
@@ -21,17 +22,35 @@ from rodin_jupyter.errors import (
     RodinTimeoutError,
     ServiceError,
 )
-from rodin_jupyter.guard.decision import GuardBlocked
-from rodin_jupyter.guard.pricing import estimate_cost
-from rodin_jupyter.http.client import BalanceReading, RodinClient, check_balance
-from rodin_jupyter.http.files_api import UrlExpired
-from rodin_jupyter.http.jobs_api import SubmissionRefused, TaskNotFound
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from rodin_jupyter.generation import Job, JobFailedError, generate, generate_many
+    from rodin_jupyter.guard.decision import GuardBlocked
+    from rodin_jupyter.guard.pricing import estimate_cost
+    from rodin_jupyter.http.client import BalanceReading, RodinClient, check_balance
+    from rodin_jupyter.http.files_api import UrlExpired
+    from rodin_jupyter.http.jobs_api import SubmissionRefused, TaskNotFound
     from rodin_jupyter.widgets.panel import BalancePanel
+
+LAZY = {
+    "BalancePanel": "rodin_jupyter.widgets.panel",  # pulls in ipywidgets
+    "BalanceReading": "rodin_jupyter.http.client",
+    "RodinClient": "rodin_jupyter.http.client",
+    "check_balance": "rodin_jupyter.http.client",
+    "estimate_cost": "rodin_jupyter.guard.pricing",
+    "GuardBlocked": "rodin_jupyter.guard.decision",
+    "SubmissionRefused": "rodin_jupyter.http.jobs_api",
+    "TaskNotFound": "rodin_jupyter.http.jobs_api",
+    "UrlExpired": "rodin_jupyter.http.files_api",
+    "generate": "rodin_jupyter.generation",
+    "generate_many": "rodin_jupyter.generation",
+    "Job": "rodin_jupyter.generation",
+    "JobFailedError": "rodin_jupyter.generation",
+}
+"""Public names loaded on first use, so ``import rodin_jupyter`` (and ``%load_ext``, which
+needs none of them up front) stays light: the HTTP stack, prices and widgets load when used."""
 
 __all__ = [
     "BadResponseError",
@@ -64,16 +83,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The panel pulls in ipywidgets: import it only when someone asks for it.
-    if name == "BalancePanel":
-        from rodin_jupyter.widgets.panel import BalancePanel
-
-        return BalancePanel
-    if name in ("generate", "generate_many", "Job", "JobFailedError"):  # loaded on first use
-        from rodin_jupyter import generation
-
-        return getattr(generation, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
 
 
 def load_ipython_extension(shell: InteractiveShell) -> None:

@@ -97,6 +97,20 @@ def test_importing_the_core_loads_no_ipython_nor_widgets() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_a_bare_import_loads_neither_http_nor_widgets() -> None:
+    """``import rodin_jupyter`` is what every kernel with the extension pays first: the HTTP
+    stack, prices and widgets load when a name is first used (``LAZY`` in ``__init__``)."""
+    code = ("import sys, rodin_jupyter; print(sorted(m for m in sys.modules if m.split('.')[0] "
+            "in ('requests', 'urllib3', 'IPython', 'ipywidgets')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+    used = subprocess.run([sys.executable, "-c", "import sys; from rodin_jupyter import "
+                           "RodinClient; print('requests' in sys.modules)"],
+                          capture_output=True, text=True, check=True, timeout=60)
+    assert used.stdout.strip() == "True"
+
+
 def test_every_error_the_package_raises_is_a_rodin_error() -> None:
     """One tree (requests' style): ``except RodinError`` catches whatever we raise on purpose.
 
