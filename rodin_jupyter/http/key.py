@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 
 from rodin_jupyter.errors import MissingKeyError
+from rodin_jupyter.http.colab_key import colab_secret
 
 KEY_VARIABLES = ("RODIN_API_KEY", "HYPER3D_API_KEY")
 
@@ -60,7 +61,10 @@ class ApiKey:
 
 def resolve_key(explicit: str | ApiKey | None = None,
                 environ: Mapping[str, str] | None = None) -> ApiKey:
-    """The key from the argument, else ``RODIN_API_KEY``, else ``HYPER3D_API_KEY``."""
+    """The key from the argument, else ``RODIN_API_KEY``, else ``HYPER3D_API_KEY``.
+
+    Under Colab, when neither variable is set, the same names in its Secrets panel.
+    """
     if isinstance(explicit, ApiKey):
         return explicit
     if explicit is not None and explicit.strip():
@@ -70,6 +74,9 @@ def resolve_key(explicit: str | ApiKey | None = None,
         value = env.get(name, "").strip()
         if value:
             return ApiKey(value, source=name)
+    found = colab_secret(KEY_VARIABLES) if environ is None else None  # Colab's Secrets panel
+    if found is not None:
+        return ApiKey(found[0], source=f"Colab secret {found[1]}")
     raise MissingKeyError(
         "No Rodin API key: set RODIN_API_KEY (or HYPER3D_API_KEY) in the environment "
         "before starting Jupyter; never paste the key into a cell."

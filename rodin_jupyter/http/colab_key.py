@@ -1,0 +1,71 @@
+"""The API key from Google Colab's Secrets panel, for when no key variable is set.
+
+In Colab people keep keys in the Secrets panel (``google.colab.userdata.get(name)``) rather
+than in environment variables. Outside Colab this module imports nothing and finds nothing.
+Error texts name the secret, never its value; Colab's own exception text is not passed on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from rodin_jupyter.errors import MissingKeyError
+
+# The names of google.colab.userdata's exceptions (matched by name: they are Colab's classes).
+_NOT_FOUND = "SecretNotFoundError"
+_NO_ACCESS = "NotebookAccessError"
+
+
+def in_colab() -> bool:
+    """Whether this process runs under Colab (``google.colab`` is loaded or importable)."""
+    if "google.colab" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except (ImportError, ValueError):  # no ``google`` package at all, or a broken one
+        return False
+
+
+def colab_secret(names: Sequence[str]) -> tuple[str, str] | None:
+    """``(value, name)`` of the first of ``names`` set in Colab's Secrets panel.
+
+    None when not under Colab. Under Colab, raises :class:`MissingKeyError` in one line
+    that says what to do when none of the secrets exists, when one exists but this notebook
+    has not been granted access to it, or when the secrets cannot be read at all.
+    """
+    if not in_colab():
+        return None
+    try:
+        userdata = importlib.import_module("google.colab.userdata")
+    except Exception:  # an old Colab without a Secrets panel, or a broken install
+        return None
+    denied: list[str] = []
+    for name in names:
+        try:
+            value = userdata.get(name)
+        except Exception as exc:
+            kind = type(exc).__name__
+            if kind == _NOT_FOUND:
+                continue
+            if kind == _NO_ACCESS:
+                denied.append(name)
+                continue
+            raise MissingKeyError(
+                f"Could not read the Colab secret {name} ({kind}); run the cell again, or set "
+                "RODIN_API_KEY in the environment."
+            ) from None
+        if isinstance(value, str) and value.strip():
+            return value, name
+    if denied:
+        raise MissingKeyError(
+            f"This notebook has no access to the Colab secret {denied[0]}: open the Secrets "
+            "panel (the key icon on the left), switch on 'Notebook access' for it, and run "
+            "the cell again."
+        )
+    raise MissingKeyError(
+        f"No Rodin API key: add {names[0]} in Colab's Secrets panel (the key icon on the "
+        "left) and switch on 'Notebook access' for it; never paste the key into a cell."
+    )
