@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.resources
 import os
 import re
 import signal
@@ -30,12 +31,16 @@ _BALANCE_LINE = re.compile(r"Rodin balance: ([0-9.]+) credits")
 
 
 def find_notebook(name: str = NOTEBOOK_NAME) -> Path:
-    """The notebook in a source checkout (``notebooks/``) or in the installed wheel."""
+    """The notebook in a source checkout (``notebooks/``) or in the installed wheel.
+
+    The wheel ships ``notebooks/`` as the package data ``rodin_jupyter/notebooks``.
+    """
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "notebooks" / name, here / "_notebooks" / name):
+    packaged = Path(str(importlib.resources.files("rodin_jupyter") / "notebooks" / name))
+    for candidate in (packaged, here.parent / "notebooks" / name):
         if candidate.is_file():
             return candidate
-    raise RodinError(f"Could not find {name}; run the demo from a rodin-jupyter checkout.")
+    raise RodinError(f"Could not find {name}; reinstall rodin-jupyter (its wheel ships it).")
 
 
 @dataclass
