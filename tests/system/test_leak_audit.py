@@ -221,12 +221,10 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles | None:
 def widget_states() -> list[str]:
     """The state of every live widget: what "Save Widget State" would write to disk."""
     try:
-        from ipywidgets.widgets import widget
+        from rodin_jupyter.compat import live_widgets
+        instances = live_widgets()
     except ImportError:
         return []
-    instances = getattr(widget, "_instances", None)  # ipywidgets >= 8.1
-    if instances is None:
-        instances = widget.Widget._active_widgets  # ipywidgets 8.0
     return [json.dumps(w.get_state(), default=repr) for w in list(instances.values())]
 
 
