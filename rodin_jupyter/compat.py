@@ -13,26 +13,20 @@ WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 
 
 def widget_view(widget: Any) -> dict[str, Any] | None:
-    """The widget-view mimebundle entry of a live widget, or None once it is closed.
+    """The widget-view entry of a live widget's display data, or None once it is closed.
 
-    ipywidgets 8 has ``_repr_mimebundle_``; ipywidgets 7 only ``_ipython_display_`` (which
-    calls ``display`` itself). ``get_view_spec()`` exists in both and returns the same dict.
+    ipywidgets 8 displays widgets through ``_repr_mimebundle_``, 7.7 through
+    ``_ipython_display_`` (which calls ``display`` itself); both put this same view spec 2.0
+    (the model id) in the output, so it is built here rather than taken from either.
     """
-    if getattr(widget, "comm", None) is None or getattr(widget, "_view_name", None) is None:
+    try:
+        comm = widget.comm
+        model_id = widget.model_id if comm is not None else None
+    except AttributeError:
         return None
-    return dict(widget.get_view_spec())
-
-
-def set_border_left(layout: Any, css: str) -> None:
-    """``Layout.border_left`` arrived in ipywidgets 8; ipywidgets 7 has only ``border``.
-
-    On 7 an unknown attribute is silently kept on the Python object and never reaches the
-    browser, so fall back to the whole border there.
-    """
-    if layout.has_trait("border_left"):
-        layout.border_left = css
-    else:
-        layout.border = css
+    if not model_id:
+        return None
+    return {"version_major": 2, "version_minor": 0, "model_id": model_id}
 
 
 def live_widgets() -> dict[str, Any]:
