@@ -51,12 +51,13 @@ def _sandbox(args: argparse.Namespace) -> int:
     stop = threading.Event()
     with Sandbox(balance=args.balance, host=args.host, port=args.port,
                  balance_scale=args.balance_scale) as sb:
+        # Before the lines below: whoever reads them may send SIGTERM at once.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         print(f"Rodin sandbox on {sb.base_url} with {format_credits(sb.balance)} credits.")
         print("In another shell (a sandbox key, not a secret):")
         print(f"  export RODIN_API_BASE={sb.base_url}")
         print(f"  export RODIN_API_KEY={sb.api_key}")
         print("Press Ctrl-C to stop.", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             while not stop.wait(0.5):
                 pass
