@@ -8,6 +8,7 @@ the same stand-in serves this process and a real kernel.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -94,6 +95,7 @@ def colab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
     saved = {m: sys.modules[m] for m in sys.modules if m == "google" or m.startswith("google.")}
     _forget_google()
     monkeypatch.syspath_prepend(str(stand_in.site))
+    importlib.import_module("google.colab")  # as Colab's runtime does at kernel start
     yield stand_in
     _forget_google()
     sys.modules.update(saved)
@@ -106,6 +108,20 @@ def test_outside_colab_nothing_is_asked_and_the_message_is_unchanged() -> None:
         resolve_key()
     assert "RODIN_API_KEY" in str(caught.value)
     assert "Colab" not in str(caught.value)
+
+
+def test_importable_is_not_colab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """google-colab installed in an ordinary kernel: its userdata would wait forever."""
+    if in_colab():
+        pytest.skip("this is a Colab kernel")
+    stand_in = StandIn(tmp_path)
+    stand_in.set(RODIN_API_KEY={"value": FAKE_KEY, "access": True})
+    monkeypatch.setenv(SECRETS_VARIABLE, str(stand_in.secrets_file))
+    monkeypatch.syspath_prepend(str(stand_in.site))
+    with pytest.raises(MissingKeyError) as caught:
+        resolve_key()
+    assert "Colab" not in str(caught.value)
+    assert stand_in.asked() == []
 
 
 def test_the_secret_is_the_key_and_stays_redacted(colab: StandIn, sandbox: Sandbox) -> None:

@@ -8,7 +8,6 @@ Error texts name the secret, never its value; Colab's own exception text is not 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -20,13 +19,12 @@ _NO_ACCESS = "NotebookAccessError"
 
 
 def in_colab() -> bool:
-    """Whether this process runs under Colab (``google.colab`` is loaded or importable)."""
-    if "google.colab" in sys.modules:
-        return True
-    try:
-        return importlib.util.find_spec("google.colab") is not None
-    except (ImportError, ValueError):  # no ``google`` package at all, or a broken one
-        return False
+    """Whether this process is a Colab kernel: Colab's runtime imports ``google.colab``.
+
+    Merely importable is not enough: outside a Colab kernel ``userdata.get`` would wait for
+    a frontend that never answers.
+    """
+    return "google.colab" in sys.modules
 
 
 def colab_secret(names: Sequence[str]) -> tuple[str, str] | None:
