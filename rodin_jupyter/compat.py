@@ -2,11 +2,12 @@
 
 Google Colab pins IPython 7.34, ipykernel 5.5.6 and ipywidgets 7.7.1; elsewhere IPython 8/9
 and ipywidgets 8 are usual. Code elsewhere calls these helpers instead of looking at a
-version or probing for an attribute itself. Nothing here imports ipywidgets at import time.
+version or probing for an attribute itself. Nothing here imports ipywidgets.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
@@ -30,9 +31,14 @@ def widget_view(widget: Any) -> dict[str, Any] | None:
 
 
 def live_widgets() -> dict[str, Any]:
-    """Every open widget by model id: what "Save Widget State" would write to disk."""
-    from ipywidgets.widgets import widget
+    """Every open widget by model id: what "Save Widget State" would write to disk.
 
+    Read from the loaded module: no ipywidgets imported means no widget (and only widgets/
+    imports ipywidgets).
+    """
+    widget = sys.modules.get("ipywidgets.widgets.widget")
+    if widget is None:
+        return {}
     for holder, name in ((widget, "_instances"),             # ipywidgets >= 8.1
                          (widget.Widget, "_active_widgets"),  # ipywidgets 8.0
                          (widget.Widget, "widgets")):         # ipywidgets 7
