@@ -25,14 +25,14 @@ import pytest
 
 from rodin_jupyter.sandbox import Sandbox
 
-from .conftest import FAKE_KEY, environ_without_keys
+from tests.conftest import FAKE_KEY, environ_without_keys
 
 pytestmark = [pytest.mark.browser, pytest.mark.classic]
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WAIT_MS = 60_000
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_pins.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "check_pins.py"
 
 
 def _load() -> ModuleType:

@@ -23,9 +23,9 @@ from rodin_jupyter.http.colab_key import in_colab
 from rodin_jupyter.http.key import resolve_key
 from rodin_jupyter.sandbox import Sandbox
 
-from .conftest import FAKE_KEY
+from tests.conftest import FAKE_KEY
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECRETS_VARIABLE = "STANDIN_COLAB_SECRETS"
 
 USERDATA = '''

@@ -16,10 +16,10 @@ import pytest
 
 from rodin_jupyter.sandbox import Sandbox
 
-from .conftest import FAKE_KEY, environ_without_keys
+from tests.conftest import FAKE_KEY, environ_without_keys
 
 SCRIPT = Path(sys.executable).parent / ("rodin-jupyter.exe" if os.name == "nt" else "rodin-jupyter")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
