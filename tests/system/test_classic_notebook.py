@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 
 from rodin_jupyter.sandbox import Sandbox
-
 from tests.conftest import FAKE_KEY, environ_without_keys
 
 pytestmark = [pytest.mark.browser, pytest.mark.classic]

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from rodin_jupyter.sandbox import Sandbox
-
 from tests.conftest import FAKE_KEY, environ_without_keys
 
 SCRIPT = Path(sys.executable).parent / ("rodin-jupyter.exe" if os.name == "nt" else "rodin-jupyter")

@@ -22,7 +22,6 @@ from rodin_jupyter.http.client import RodinClient
 from rodin_jupyter.http.colab_key import in_colab
 from rodin_jupyter.http.key import resolve_key
 from rodin_jupyter.sandbox import Sandbox
-
 from tests.conftest import FAKE_KEY
 
 REPO = Path(__file__).resolve().parents[2]
