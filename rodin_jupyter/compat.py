@@ -30,6 +30,19 @@ def widget_view(widget: Any) -> dict[str, Any] | None:
     return {"version_major": 2, "version_minor": 0, "model_id": model_id}
 
 
+def running_cell_number(shell: Any) -> int | None:
+    """The running cell's In[] number.
+
+    IPython 9 increments ``execution_count`` before a cell runs, 7.34 after; both store the
+    input in the history first, so the history knows.
+    """
+    history = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
+    if isinstance(history, list) and history:
+        return len(history) - 1
+    count = getattr(shell, "execution_count", None)
+    return count if isinstance(count, int) else None
+
+
 def live_widgets() -> dict[str, Any]:
     """Every open widget by model id: what "Save Widget State" would write to disk.
 

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from rodin_jupyter.balance.ledger import get_ledger
+from rodin_jupyter.compat import running_cell_number
 from rodin_jupyter.guard.decision import GuardBlocked
 from rodin_jupyter.guard.sendtime import get_guard
 
@@ -115,14 +116,7 @@ class NotebookSide:
         self._armed = False  # pre_run_cell ran for the cell now ending
 
     def _cell(self) -> int | None:
-        """The running cell's In[] number. IPython 9 increments ``execution_count`` before
-        a cell runs, 7.x after; both store the input first, so the history knows."""
-        # compat: IPython 7.34 and 8/9 differ in when execution_count moves
-        history = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None)
-        if isinstance(history, list) and history:
-            return len(history) - 1
-        count = getattr(self.shell, "execution_count", None)
-        return count if isinstance(count, int) else None
+        return running_cell_number(self.shell)
 
     def attach(self) -> None:
         """At load: the ledger learns cell numbers; a cell with a refusal fails."""

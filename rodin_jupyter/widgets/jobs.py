@@ -11,10 +11,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rodin_jupyter.compat import WIDGET_VIEW_MIMETYPE, widget_view
 from rodin_jupyter.generation.job import Job
 from rodin_jupyter.generation.text import progress_html, progress_text
-
-WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 
 
 def _in_kernel() -> bool:
@@ -52,11 +51,9 @@ def progress_bundle(source: object, jobs: Sequence[Job],
     """The display data for ``source``: widget view where possible, text and HTML always."""
     data: dict[str, Any] = {}
     view = _widget(jobs, stopped) if _in_kernel() else None
-    model_id = getattr(view, "model_id", None)
-    if model_id:
-        # compat: ipywidgets 7.7 has no Widget._repr_mimebundle_; this is what both write.
-        data[WIDGET_VIEW_MIMETYPE] = {"version_major": 2, "version_minor": 0,
-                                      "model_id": model_id}
+    view_spec = widget_view(view) if view is not None else None
+    if view_spec is not None:
+        data[WIDGET_VIEW_MIMETYPE] = view_spec
     data["text/plain"] = progress_text(jobs, stopped())
     data["text/html"] = progress_html(jobs, stopped())
     return data

@@ -28,6 +28,7 @@ from rodin_jupyter.balance.monitor import BalanceMonitor, Snapshot, get_monitor
 from rodin_jupyter.balance.settings import MIN_REFRESH_INTERVAL, settings
 from rodin_jupyter.balance.text import view_html, view_text
 from rodin_jupyter.balance.view import BalanceView, balance_view
+from rodin_jupyter.compat import WIDGET_VIEW_MIMETYPE, widget_view
 from rodin_jupyter.errors import RodinError
 from rodin_jupyter.widgets.schedule import (
     JOIN_TIMEOUT,
@@ -46,9 +47,6 @@ DISPLAY_WAIT = 2.0
 """How long displaying a panel waits for a first reading in flight, so the static
 text/HTML fallback (nbconvert, viewers) carries a balance rather than 'checking'."""
 
-WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
-
-
 def _import_widgets() -> ModuleType | None:
     try:
         return importlib.import_module("ipywidgets")
@@ -58,23 +56,6 @@ def _import_widgets() -> ModuleType | None:
 
 widgets: Any = _import_widgets()
 """The ipywidgets module, or None when it is not installed."""
-
-
-def widget_view(widget: Any) -> dict[str, Any] | None:
-    """The widget-view entry of a live widget's display data, or None once it is closed.
-
-    # compat: ipywidgets 8 displays widgets through ``_repr_mimebundle_``, 7.7 through
-    # ``_ipython_display_``; both put this same view spec 2.0 (the model id) in the output,
-    # so it is built here rather than taken from either.
-    """
-    try:
-        comm = widget.comm
-        model_id = widget.model_id if comm is not None else None
-    except AttributeError:
-        return None
-    if not model_id:
-        return None
-    return {"version_major": 2, "version_minor": 0, "model_id": model_id}
 
 
 class BalancePanel:
@@ -292,4 +273,4 @@ def _noop() -> None:
     return None
 
 
-__all__ = ["BalancePanel", "backoff_delay", "panel_threads", "shutdown_all", "widget_view"]
+__all__ = ["BalancePanel", "backoff_delay", "panel_threads", "shutdown_all"]
