@@ -7,7 +7,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from common import BENCH_KEY, Params, Result, not_available, profile_text, timed, verdict
+from common import BENCH_KEY, Params, Result, profile_text, timed, verdict
 from https_server import ServerProcess
 
 # -- 1. warm %rodin_balance vs the docs' snippet ---------------------------------------
@@ -118,21 +118,19 @@ def bench_cached(shell: Any, server: ServerProcess, p: Params) -> list[Result]:
          p.cached_magic_calls),
         ("5b", "cached_read", "get_monitor().read(max_age=ttl)", cached_read, p.cached_read_calls),
     ]
-    guard_figure = "the guard's balance check within its TTL"
-    try:
-        from rodin_jupyter.ipython.cell_guard import read_balance_for
-    except ImportError:
-        guard_case = not_available("5c", "cached_guard", guard_figure, "< 1000 µs, 0 requests",
-                                   "guard not available")
-    else:
-        guard_case = None
-        cost, reserve = Decimal("0.5"), Decimal(0)
+    from rodin_jupyter.guard.sendtime import get_guard
 
-        def cached_guard() -> Any:  # what %rodin_guard on does with RodinGuard.cache_ttl > 0
-            return read_balance_for(cost, reserve, "block", ttl, "1 generation call")
+    account = get_guard().account
+    account.read_fresh()  # the reading the send-time check then reuses (before the count)
+    cost, reserve = Decimal("0.5"), Decimal(0)
 
-        cases.append(("5c", "cached_guard", guard_figure + " (read_balance_for)",
-                      cached_guard, p.cached_read_calls))
+    def cached_guard() -> Any:  # what a billable request meets while that reading is young
+        ticket = account.admit(cost, "POST /rodin", reserve, "block", lambda _line: None)
+        account.settle(ticket, charged=False, accepted=False)
+        return ticket
+
+    cases.append(("5c", "cached_guard", "the send-time guard's balance check (Account.admit)",
+                  cached_guard, p.cached_read_calls))
 
     before = server.balance_requests()
     results = []
@@ -154,6 +152,4 @@ def bench_cached(shell: Any, server: ServerProcess, p: Params) -> list[Result]:
             result.notes.append(f"cached reads sent {requests_made} request(s)")
     results[0].notes.append(f"requests during {sum(r.details['calls'] for r in results):,} "
                             f"cached reads: {requests_made}")
-    if guard_case is not None:
-        results.append(guard_case)
     return results
