@@ -2,7 +2,7 @@
 
 Every face (the magic, the panels, the guard) reads through the process-wide
 :class:`BalanceMonitor`: it keeps the last known balance, serves cached reads,
-coalesces concurrent refreshes into one request, adds up what was spent, and tells
+coalesces concurrent refreshes into one request, keeps the ledger of guarded requests, and tells
 observers when anything changes. It knows nothing of IPython or widgets.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 from rodin_jupyter.balance.display import describe_age, exact_credits, format_credits
 from rodin_jupyter.balance.flight import WAIT_LIMIT, Flight
 from rodin_jupyter.balance.shared import SharedReadings
-from rodin_jupyter.balance.snapshot import ZERO, BalanceState, LedgerEntry, Snapshot
+from rodin_jupyter.balance.snapshot import BalanceState, LedgerEntry, Snapshot
 from rodin_jupyter.errors import RodinError
 from rodin_jupyter.http.client import BalanceReading, RodinClient
 
@@ -42,7 +42,6 @@ class BalanceMonitor:
         self._inflight: Flight | None = None
         self._last: BalanceReading | None = None
         self._error: str | None = None
-        self._spent = ZERO
         self._readings = 0
         self._ledger: list[LedgerEntry] = []
         self._observers: list[Observer] = []
@@ -69,7 +68,7 @@ class BalanceMonitor:
             old, self._client = self._client, None
             self._client_factory = client_factory
             self._epoch += 1
-            self._last, self._error, self._spent, self._readings = None, None, ZERO, 0
+            self._last, self._error, self._readings = None, None, 0
             self._ledger.clear()
             self._shared = SharedReadings()
         if old is not None:
@@ -243,8 +242,6 @@ class BalanceMonitor:
         self._notify()
 
     def _apply(self, reading: BalanceReading) -> None:
-        if self._last is not None and reading.balance < self._last.balance:
-            self._spent += self._last.balance - reading.balance
         self._last = reading
         self._error = None
         self._readings += 1
@@ -275,7 +272,6 @@ class BalanceMonitor:
                 checked_monotonic=None if last is None else last.monotonic,
                 error=self._error,
                 checking=self._inflight is not None,
-                spent=self._spent,
                 readings=self._readings,
                 ledger=tuple(self._ledger),
             )

@@ -47,7 +47,6 @@ class Snapshot:
     checked_monotonic: float | None = None
     error: str | None = None
     checking: bool = False
-    spent: Decimal = ZERO
     readings: int = 0
     ledger: tuple[LedgerEntry, ...] = field(default_factory=tuple)
 

@@ -22,9 +22,8 @@ from rodin_jupyter.balance.monitor import (
     LedgerEntry,
     Snapshot,
     exact_credits,
-    format_credits,
 )
-from rodin_jupyter.balance.view import BalanceView, balance_view, reading_snapshot, spent_here
+from rodin_jupyter.balance.view import BalanceView, balance_view, reading_snapshot
 
 FG0 = "var(--jp-content-font-color0, #000)"
 FG1 = "var(--jp-content-font-color1, rgba(0, 0, 0, 0.87))"
@@ -193,51 +192,4 @@ class Balance(Decimal):
         }
 
 
-class LedgerView:
-    """What this kernel's guarded cells spent, as a table (HTML) or aligned text.
-
-    A balance that fell outside them (another notebook, the web app) is told apart,
-    never counted as spent here.
-    """
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.entries: tuple[LedgerEntry, ...] = snapshot.ledger
-        self.total = spent_here(snapshot)
-        self.elsewhere = max(Decimal(0), snapshot.spent - self.total)
-        """How much more the balance fell, as seen by readings, than was spent here."""
-
-    def _rows(self) -> list[tuple[str, str, str, str, str]]:
-        return [(e.at.strftime("%H:%M:%S"), e.label, format_credits(e.before),
-                 format_credits(e.after), format_credits(e.spent)) for e in self.entries]
-
-    def _summary(self) -> str:
-        line = f"Guarded cells spent {format_credits(self.total)} credits (spent here)."
-        if self.elsewhere:
-            line += (f" The balance also fell by {format_credits(self.elsewhere)} outside "
-                     "these cells (not counted as spent here).")
-        return line
-
-    def __repr__(self) -> str:
-        if not self.entries:
-            return "No guarded cells have run yet. " + self._summary()
-        lines = [f"{'time':8}  {'cell':36}  {'before':>8}  {'after':>8}  {'spent':>6}"]
-        lines += [f"{t:8}  {c[:36]:36}  {b:>8}  {a:>8}  {s:>6}" for t, c, b, a, s in self._rows()]
-        lines.append(self._summary())
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        cell = f'style="padding:2px 8px;text-align:left;color:{FG1}"'
-        head = "".join(f"<th {cell}>{name}</th>"
-                       for name in ("time", "cell", "before", "after", "spent"))
-        rows = "".join(
-            "<tr>" + "".join(f"<td {cell}>{html.escape(v)}</td>" for v in row) + "</tr>"
-            for row in self._rows()
-        )
-        return (
-            f'<div class="rodin-ledger" style="font-family:{FONT};color:{FG1};max-width:100%;'
-            f'overflow-x:auto"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
-            f"</table><p>{html.escape(self._summary())}</p></div>"
-        )
-
-
-__all__ = ["Balance", "LedgerView", "snapshot_html", "snapshot_text", "view_html", "view_text"]
+__all__ = ["Balance", "snapshot_html", "snapshot_text", "view_html", "view_text"]

@@ -135,7 +135,7 @@ def test_snapshots_stay_consistent_under_load(sandbox: Sandbox) -> None:
             problems.append("stale flag")
         if snapshot.balance is not None and snapshot.checked_at is None:
             problems.append("a balance without its time")
-        if snapshot.spent < 0 or (snapshot.balance is not None and snapshot.balance < 0):
+        if snapshot.balance is not None and snapshot.balance < 0:
             problems.append("negative")
 
     def reader(i: int) -> None:
@@ -189,9 +189,6 @@ def test_snapshots_stay_consistent_under_load(sandbox: Sandbox) -> None:
     charged = sum((c.credits for c in sandbox.charges), Decimal(0))
     assert sandbox.balance == Decimal(50) - charged
     assert final.balance == sandbox.balance
-    # The balance only went down, so what the monitor counts as spent is what it saw go.
-    first_balance = next(s.balance for s in seen if s.balance is not None)
-    assert snapshot.spent == first_balance - final.balance
     assert all(not s.stale or s.error for s in seen)
     monitor.close()
 

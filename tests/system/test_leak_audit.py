@@ -24,8 +24,9 @@ import pytest
 
 from rodin_jupyter import RodinClient, RodinError
 from rodin_jupyter import cli as cli_module
+from rodin_jupyter.balance.ledger import LedgerView, get_ledger
 from rodin_jupyter.balance.monitor import BalanceMonitor, LedgerEntry, Snapshot
-from rodin_jupyter.balance.text import Balance, LedgerView
+from rodin_jupyter.balance.text import Balance
 from rodin_jupyter.errors import InsecureURLError, KeyRefusedError
 from rodin_jupyter.http.client import BalanceReading
 from rodin_jupyter.http.key import ApiKey
@@ -364,8 +365,8 @@ def test_public_objects_never_show_the_key(sandbox: Sandbox) -> None:
     evidence.add("BalanceMonitor", f"{monitor!r} {vars(monitor)!r}")
     balance = Balance(reading.balance, reading.checked_at)
     evidence.add("Balance", f"{balance!r} {balance._repr_html_()} {balance.to_json()!r}")
-    ledger = LedgerView(snapshot)
-    evidence.add("LedgerView", f"{ledger!r} {ledger._repr_html_()}")
+    ledger = LedgerView(get_ledger())
+    evidence.add("LedgerView", f"{ledger!r} {ledger._repr_html_()} {ledger.json_text()}")
     with RodinClient("FAKE-some-other-key", sandbox.base_url) as wrong, \
             pytest.raises(KeyRefusedError) as info:
         wrong.check_balance()
