@@ -137,16 +137,6 @@ def view_html(view: BalanceView, *, live: bool = False) -> str:
     )
 
 
-def snapshot_text(snapshot: Snapshot) -> str:
-    """The saved/static one-line text of a monitor snapshot."""
-    return view_text(balance_view(snapshot))
-
-
-def snapshot_html(snapshot: Snapshot) -> str:
-    """The saved/static HTML card of a monitor snapshot."""
-    return view_html(balance_view(snapshot))
-
-
 class Balance(Decimal):
     """The magic's return value: a ``Decimal`` you can compare and add, that shows itself.
 
@@ -192,4 +182,4 @@ class Balance(Decimal):
         }
 
 
-__all__ = ["Balance", "snapshot_html", "snapshot_text", "view_html", "view_text"]
+__all__ = ["Balance", "view_html", "view_text"]

@@ -49,12 +49,6 @@ class Poller:
         self._thread: threading.Thread | None = None
         self._not_before = 0.0  # monotonic; after a 429 no task is polled before it
 
-    @property
-    def not_before(self) -> float:
-        """The account-wide pause after a 429 (``time.monotonic()`` time)."""
-        with self._lock:
-            return self._not_before
-
     def watch(self, job: Job) -> None:
         with self._lock:
             if job not in self._watched:
