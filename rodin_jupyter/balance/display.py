@@ -52,3 +52,11 @@ def exact_credits(value: Decimal) -> str:
     with localcontext() as context:
         context.prec = 80
         return f"{value.normalize():f}"
+
+
+def credits_json(value: Decimal | None) -> int | float | None:
+    """A credit amount for JSON: 2 rather than 2.0 (as the API docs write it), 0.5 rather
+    than '0.5'."""
+    if value is None:
+        return None
+    return int(value) if value == value.to_integral_value() else float(value)

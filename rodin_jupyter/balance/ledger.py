@@ -16,17 +16,12 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from rodin_jupyter.balance.display import credits_json
+
 ZERO = Decimal(0)
 STATUSES = ("pending", "sent", "refused", "failed")
 SCALE_SETTING = "RodinMagics.balance_scale"
 """The setting that fixes a balance reported in another unit (added by the balance work)."""
-
-
-def credits_json(value: Decimal | None) -> int | float | None:
-    """A credit amount for JSON: 2 rather than 2.0, 0.5 rather than '0.5'."""
-    if value is None:
-        return None
-    return int(value) if value == value.to_integral_value() else float(value)
 
 
 @dataclass
@@ -192,4 +187,4 @@ def get_ledger() -> SpendLedger:
     return _ledger
 
 
-__all__ = ["LedgerView", "SpendEntry", "SpendLedger", "credits_json", "get_ledger"]
+__all__ = ["LedgerView", "SpendEntry", "SpendLedger", "get_ledger"]

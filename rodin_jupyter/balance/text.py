@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from rodin_jupyter.balance.display import credits_json
 from rodin_jupyter.balance.monitor import (
     BalanceState,
     LedgerEntry,
@@ -175,7 +176,7 @@ class Balance(Decimal):
     def to_json(self) -> dict[str, Any]:
         """Machine-readable form: the balance as a JSON number, the time in ISO 8601."""
         return {
-            "balance": float(self) if self != self.to_integral_value() else int(self),
+            "balance": credits_json(self.value),
             "balance_exact": exact_credits(self.value),
             "checked_at": self.checked_at.isoformat() if self.checked_at else None,
             "cached": self.cached,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .ledger import credits_json
+from rodin_jupyter.balance.display import credits_json
 
 # Live spellings (the docs' codes carry an API_ prefix and a plural on the wire).
 INSUFFICIENT_FUNDS = "API_INSUFFICIENT_FUNDS"

@@ -70,11 +70,6 @@ def to_credits(value: str | int | float | Decimal) -> Decimal:
     return amount
 
 
-def credits_json(value: Decimal) -> int | float:
-    """JSON number for credits: int when whole (like the docs say), float otherwise (9.5)."""
-    return int(value) if value == value.to_integral_value() else float(value)
-
-
 @dataclass(frozen=True)
 class ChargeRecord:
     """One debit, kept so tests can check that charges add up to the balance drop."""
