@@ -17,6 +17,7 @@ from typing import Any
 from rodin_jupyter.balance.ledger import get_ledger
 from rodin_jupyter.compat import running_cell_number
 from rodin_jupyter.guard.decision import GuardBlocked
+from rodin_jupyter.guard.pricing import GENERATION_ENDPOINTS
 from rodin_jupyter.guard.sendtime import get_guard
 
 _SHELL_MAGIC = re.compile(r"^\s*(?:!|%sx\b|%system\b|%%(?:bash|sh|script|system)\b)")
@@ -24,7 +25,7 @@ _PREFIX = re.compile(r"^\s*(?:!+|%sx\b|%system\b)\s*")
 _HTTP_TOOLS = frozenset({"curl", "wget", "http", "https", "xh"})
 _WRAPPERS = frozenset({"sudo", "command", "env", "time", "nohup", "exec"})
 _SEPARATORS = frozenset({";", "|", "||", "&", "&&", "(", ")", ";;", "|&"})
-_ENDPOINT = re.compile(r"/(?:rodin|rodin_texture_only|bang)/?(?:$|[?#])")
+_ENDPOINT = re.compile(rf"/(?:{'|'.join(map(re.escape, GENERATION_ENDPOINTS))})/?(?:$|[?#])")
 _POST_FLAGS = frozenset({"-F", "--form", "-d", "--data", "--data-raw", "--data-binary",
                          "--data-urlencode", "--data-ascii", "--post-data", "--post-file",
                          "--json", "--form-string"})
@@ -101,7 +102,8 @@ class ShellCheck:
     """``input_transformers_cleanup`` entry: swaps a certain shell POST for a refusal."""
 
     def __call__(self, lines: list[str]) -> list[str]:
-        if "rodin" not in "".join(lines) and "bang" not in "".join(lines):
+        text = "".join(lines)
+        if not any(endpoint in text for endpoint in GENERATION_ENDPOINTS):
             return lines
         return list(REFUSAL_CODE) if posts_from_shell(lines) else lines
 
