@@ -122,17 +122,10 @@ class Account:
             self._check_budget(price, what)
             left = self.available()
             if left is None or left - reserve < price:
-                try:
-                    self.read_fresh()
-                except RodinError as exc:
-                    reason = str(exc).rstrip(".")
-                    if on_error != "allow":
-                        raise GuardBlocked(
-                            f"guard could not read the balance ({reason}): {what} not sent; "
-                            "`%rodin_guard on --on-error allow` sends such requests anyway"
-                        ) from None
-                    warn(f"rodin_jupyter: guard could not read the balance ({reason}); "
-                         f"sending {what} anyway (on_error=allow).")
+                if not self._read_or_allow(
+                        what, on_error, warn, "not sent",
+                        "`%rodin_guard on --on-error allow` sends such requests anyway",
+                        "sending"):
                     return self._hold(price)
                 left = self.left()
             if left - reserve < price:
@@ -144,21 +137,29 @@ class Account:
         """``%%rodin_guard``: do a fresh balance and the budget cover ``cost`` right now?"""
         with self.lock:
             self._check_budget(cost, what, "not run")
-            try:
-                self.read_fresh()
-            except RodinError as exc:
-                reason = str(exc).rstrip(".")
-                if on_error != "allow":
-                    raise GuardBlocked(
-                        f"guard could not read the balance ({reason}): {what} not run; "
-                        "`--on-error allow` runs it anyway") from None
-                warn(f"rodin_jupyter: guard could not read the balance ({reason}); "
-                     f"running {what} anyway (on_error=allow).")
+            if not self._read_or_allow(what, on_error, warn, "not run",
+                                       "`--on-error allow` runs it anyway", "running"):
                 return
             left = self.left()
             if left - reserve < cost:
                 raise GuardBlocked(self._short(cost, what, reserve, left, self.in_flight,
                                                "not run"))
+
+    def _read_or_allow(self, what: str, on_error: str, warn: Callable[[str], None],
+                       verb: str, hint: str, going_on: str) -> bool:
+        """Read the balance fresh: True if read, False if unreadable but ``on_error`` is
+        "allow" (after a warning); otherwise fail closed with GuardBlocked."""
+        try:
+            self.read_fresh()
+        except RodinError as exc:
+            reason = str(exc).rstrip(".")
+            if on_error != "allow":
+                raise GuardBlocked(f"guard could not read the balance ({reason}): {what} "
+                                   f"{verb}; {hint}") from None
+            warn(f"rodin_jupyter: guard could not read the balance ({reason}); "
+                 f"{going_on} {what} anyway (on_error=allow).")
+            return False
+        return True
 
     def _hold(self, price: Decimal) -> Ticket:
         seen = None if self.reading is None else self.reading - (self.finished - self.mark)
