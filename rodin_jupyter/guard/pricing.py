@@ -131,10 +131,26 @@ def _read_price_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+TableKey = tuple[str | None, bytes | None, str]
+_last_table: tuple[TableKey, PriceTable] | None = None
+
+
 def load_prices(overrides: Mapping[str, Any] | None = None) -> PriceTable:
-    """The price table: defaults, then ``RODIN_PRICES_FILE``, then ``overrides`` (``%config``)."""
-    merged: dict[str, Any] = {}
+    """The price table: defaults, then ``RODIN_PRICES_FILE``, then ``overrides`` (``%config``).
+
+    Every billable request and panel render asks for it: the last table is reused while the
+    file's bytes and the overrides are unchanged (a small read, not a rebuild of the table).
+    """
+    global _last_table
     path = os.environ.get(PRICES_FILE_VARIABLE)
+    try:
+        raw = Path(path).read_bytes() if path else None
+    except OSError:
+        raw = None  # unreadable: _read_price_file says why, every time
+    key: TableKey = (path, raw, json.dumps(overrides or {}, sort_keys=True, default=str))
+    if _last_table is not None and _last_table[0] == key:
+        return _last_table[1]
+    merged: dict[str, Any] = {}
     if path:
         merged.update(_read_price_file(path))
     for part, value in (overrides or {}).items():
@@ -142,7 +158,8 @@ def load_prices(overrides: Mapping[str, Any] | None = None) -> PriceTable:
             merged[part] = {**merged[part], **value}
         else:
             merged[part] = value
-    return PriceTable.from_mapping(merged)
+    _last_table = (key, PriceTable.from_mapping(merged))
+    return _last_table[1]
 
 
 def default_prices() -> PriceTable:
