@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="run notebooks/quickstart.ipynb in a real kernel against a sandbox")
-    demo.add_argument("--notebook", default=None, help="notebook to run (default: quickstart)")
+    demo.add_argument("--notebook", default=None,
+                      help="a notebook path, or a shipped one by name: quickstart (default), "
+                           "guarded_batch, generate, balance_panel")
     demo.add_argument("--output", default=None,
                       help="where to save the executed copy (default: <name>.executed.ipynb)")
     demo.add_argument("--balance", type=credits_arg, default=Decimal(10),

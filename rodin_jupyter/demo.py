@@ -43,6 +43,27 @@ def find_notebook(name: str = NOTEBOOK_NAME) -> Path:
     raise RodinError(f"Could not find {name}; reinstall rodin-jupyter (its wheel ships it).")
 
 
+SHIPPED = ("quickstart", "guarded_batch", "generate", "balance_panel")
+
+
+def resolve_notebook(notebook: str | os.PathLike[str] | None) -> Path:
+    """A path as given if it exists, else one of the shipped notebooks by name
+    (``generate``, ``guarded_batch.ipynb``, ``notebooks/generate.ipynb``): those work from an
+    installed wheel too."""
+    if not notebook:
+        return find_notebook()
+    path = Path(notebook)
+    if path.exists() or path.suffix not in ("", ".ipynb") or len(path.parts) > 2:
+        return path
+    if len(path.parts) == 2 and path.parts[0] != "notebooks":
+        return path
+    try:
+        return find_notebook(path.stem + ".ipynb")
+    except RodinError:
+        raise RodinError(f"No notebook {notebook}: give a path, or a shipped one by name "
+                         f"({', '.join(SHIPPED)}).") from None
+
+
 @dataclass
 class DemoSummary:
     """What the demo saw and did, for a short printed report."""
@@ -146,7 +167,7 @@ def run_demo(notebook: str | os.PathLike[str] | None = None,
             "The demo needs the 'demo' extra: pip install 'rodin-jupyter[demo]'."
         ) from None
 
-    source = Path(notebook) if notebook else find_notebook()
+    source = resolve_notebook(notebook)
     target = Path(output) if output else Path.cwd() / f"{source.stem}.executed.ipynb"
     try:
         nb = nbformat.read(source, as_version=4)

@@ -76,11 +76,27 @@ class BalanceMonitor:
         self._notify()
 
     def client(self) -> RodinClient:
-        """The shared client, created on first use (so a missing key fails late and clearly)."""
+        """The shared client, created on first use (so a missing key fails late and clearly).
+
+        Built outside the lock: finding the key may take time (Colab's Secrets panel), and
+        every snapshot, panel and guard decision needs the lock meanwhile.
+        """
         with self._lock:
-            if self._client is None:
-                self._client = self._client_factory()
-            return self._client
+            if self._client is not None:
+                return self._client
+            factory, epoch = self._client_factory, self._epoch
+        made = factory()
+        with self._lock:
+            if self._client is None and self._epoch == epoch:
+                self._client = made
+                return made
+            current = self._client
+        if current is None:  # reconfigured meanwhile: this client is for the old settings
+            made.close()
+            return self.client()
+        if current is not made:
+            made.close()  # another thread built one first
+        return current
 
     def reset(self) -> None:
         """Back to a new kernel's monitor: default client, no readings, ledger or observers."""

@@ -136,7 +136,8 @@ class SharedReadings:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
                 return None
-            if sys.platform != "win32" and info.st_uid != os.getuid():
+            if sys.platform != "win32" and (info.st_uid != os.getuid()
+                                            or info.st_mode & 0o022):  # others could forge it
                 return None
             data = json.loads(os.read(fd, MAX_FILE_BYTES + 1))
             salt = bytes.fromhex(data["salt"])

@@ -9,13 +9,40 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rodin_jupyter.errors import MissingKeyError
 
 # The names of google.colab.userdata's exceptions (matched by name: they are Colab's classes).
 _NOT_FOUND = "SecretNotFoundError"
 _NO_ACCESS = "NotebookAccessError"
+SECRET_WAIT = 10.0
+"""Seconds to wait for the Secrets panel: its answer comes from the browser, which may be gone."""
+
+
+def _bounded(get: Callable[[str], Any], name: str) -> Any:
+    """``get(name)`` within ``SECRET_WAIT`` seconds (its exception re-raised), else one line."""
+    outcome: list[Any] = []
+
+    def ask() -> None:
+        try:
+            outcome.append((True, get(name)))
+        except Exception as exc:
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=ask, name="rodin-colab-secret", daemon=True)
+    worker.start()
+    worker.join(SECRET_WAIT)
+    if not outcome:
+        raise MissingKeyError(
+            f"Colab's Secrets panel did not answer within {SECRET_WAIT:g} s for {name}; run the "
+            "cell again, or set RODIN_API_KEY in the environment.")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def in_colab() -> bool:
@@ -43,7 +70,9 @@ def colab_secret(names: Sequence[str]) -> tuple[str, str] | None:
     denied: list[str] = []
     for name in names:
         try:
-            value = userdata.get(name)
+            value = _bounded(userdata.get, name)
+        except MissingKeyError:
+            raise
         except Exception as exc:
             kind = type(exc).__name__
             if kind == _NOT_FOUND:

@@ -47,6 +47,9 @@ def get(key):
         entry = json.load(f).get(key)
     if entry is None:
         raise SecretNotFoundError(f"Secret {key} does not exist.")
+    if entry.get("hang"):
+        import time
+        time.sleep(3600)
     if entry.get("timeout"):
         raise TimeoutException(f"timed out while reading {entry['value']}")
     if not entry["access"]:
@@ -221,3 +224,36 @@ def test_a_real_kernel_reads_the_secret_and_prints_no_key(colab: StandIn, sandbo
     assert "[]" in saved  # no key variable in the kernel: the key came from the secret
     assert "Rodin balance: 7.5 credits" in saved
     assert "RODIN_API_KEY" in colab.asked()
+
+
+def test_a_secrets_panel_that_never_answers_ends_in_one_line(
+        colab: StandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    """userdata.get answers from the browser, which may be gone: the lookup is bounded, and
+    the balance panel's lock is not held meanwhile."""
+    import threading
+    import time
+
+    from rodin_jupyter.balance.monitor import BalanceMonitor
+    from rodin_jupyter.http import colab_key
+
+    monkeypatch.setattr(colab_key, "SECRET_WAIT", 0.5)
+    colab.set(RODIN_API_KEY={"value": FAKE_KEY, "access": True, "hang": True})
+    monitor = BalanceMonitor()
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            monitor.refresh()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=read, daemon=True)
+    worker.start()
+    time.sleep(0.1)
+    monitor.snapshot()  # not blocked by the lookup in the other thread
+    assert time.monotonic() - started < 0.45
+    worker.join(10)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], MissingKeyError)
+    assert "did not answer within 0.5 s" in str(outcome[0]) and FAKE_KEY not in str(outcome[0])

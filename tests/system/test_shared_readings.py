@@ -79,6 +79,21 @@ def test_the_file_holds_no_key_and_only_its_owner_may_read_it(sandbox: Sandbox,
     assert [p.name for p in runtime.iterdir() if p.name.endswith(".tmp")] == []
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+def test_a_file_others_may_write_is_not_trusted(sandbox: Sandbox, runtime: Path) -> None:
+    """Anyone who could rewrite the file could forge a balance for --cached and the panels."""
+    other_kernel_reads(sandbox)
+    path = runtime / shared_module.FILE_NAME
+    path.chmod(0o666)
+    monitor = monitor_for(sandbox)
+    try:
+        monitor.read(max_age=30)
+        assert monitor.adopted is None
+        assert sandbox.count("GET", "/check_balance") == 2  # it asked the service itself
+    finally:
+        monitor.close()
+
+
 def test_another_account_is_not_served(sandbox: Sandbox, runtime: Path) -> None:
     other_kernel_reads(sandbox)  # FAKE_KEY's reading
     monitor = monitor_for(sandbox, key=FAKE_KEY + "-other")
