@@ -26,7 +26,7 @@ def guard_available(shell: Any) -> str | None:
 def bench_guard(shell: Any, server: ServerProcess, p: Params) -> list[Result]:
     """2: guard on/off over ordinary cells; 2b (info): cells that name Rodin, generate nothing."""
     figure = f"%rodin_guard on / off, {p.guard_cells:,} cells x {LINES_PER_CELL} lines"
-    figure_b = "same, cells naming Rodin in a comment (AST check runs)"
+    figure_b = "same, cells naming Rodin in a comment (shell-escape test)"
     why = guard_available(shell)
     if why is not None:
         return [not_available("2", "guard_cost", figure, "<= 1.10x, 0 requests", why),
