@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from decimal import Decimal
 
-from rodin_jupyter.balance.monitor import format_credits
+from rodin_jupyter.balance.display import format_credits
 from rodin_jupyter.errors import RodinError
 from rodin_jupyter.sandbox.args import credits_arg, port_arg, scale_arg
 

@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from rodin_jupyter.balance.monitor import format_credits
+from rodin_jupyter.balance.display import format_credits
 from rodin_jupyter.errors import RodinError
 from rodin_jupyter.sandbox import Sandbox
 

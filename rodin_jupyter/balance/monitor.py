@@ -13,8 +13,8 @@ import os
 import threading
 from collections.abc import Callable, Hashable
 
-from rodin_jupyter.balance.display import describe_age, exact_credits, format_credits
 from rodin_jupyter.balance.flight import WAIT_LIMIT, Flight
+from rodin_jupyter.balance.observers import Observers
 from rodin_jupyter.balance.shared import SharedReadings
 from rodin_jupyter.balance.snapshot import BalanceState, LedgerEntry, Snapshot
 from rodin_jupyter.errors import RodinError
@@ -44,7 +44,7 @@ class BalanceMonitor:
         self._error: str | None = None
         self._readings = 0
         self._ledger: list[LedgerEntry] = []
-        self._observers: list[Observer] = []
+        self._observers: Observers[Snapshot] = Observers()
         self._epoch = 0  # bumped by configure(): a reading from the old client no longer applies
         self.requests_sent = 0
         self._shared = SharedReadings()  # readings shared with other kernels (balance/shared.py)
@@ -102,8 +102,9 @@ class BalanceMonitor:
         """Back to a new kernel's monitor: default client, no readings, ledger or observers."""
         self.configure(RodinClient)
         with self._lock:
-            self._identity, self._observers, self.requests_sent = None, [], 0
+            self._identity, self.requests_sent = None, 0
             self.adopted = None
+        self._observers.clear()
         self.close()
 
     def close(self) -> None:
@@ -294,31 +295,15 @@ class BalanceMonitor:
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """Call ``observer(snapshot)`` on every change; returns the function that unsubscribes."""
-        with self._lock:
-            self._observers.append(observer)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if observer in self._observers:
-                    self._observers.remove(observer)
-
-        return unsubscribe
+        return self._observers.add(observer)
 
     @property
     def observer_count(self) -> int:
         """How many observers are subscribed (tests check panels let go)."""
-        with self._lock:
-            return len(self._observers)
+        return len(self._observers)
 
     def _notify(self) -> None:
-        snapshot = self.snapshot()
-        with self._lock:
-            observers = list(self._observers)
-        for observer in observers:
-            try:
-                observer(snapshot)
-            except Exception as exc:  # one broken view must not break the others
-                log.debug("balance observer failed: %s", type(exc).__name__)
+        self._observers.notify(self.snapshot())
 
 
 _monitor: BalanceMonitor | None = None
@@ -348,7 +333,4 @@ def get_monitor() -> BalanceMonitor:
         return _monitor
 
 
-__all__: list[str] = [
-    "BalanceMonitor", "BalanceState", "LedgerEntry", "Snapshot", "describe_age",
-    "exact_credits", "format_credits", "get_monitor",
-]
+__all__: list[str] = ["BalanceMonitor", "BalanceState", "LedgerEntry", "Snapshot", "get_monitor"]

@@ -17,13 +17,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from rodin_jupyter.balance.display import credits_json
-from rodin_jupyter.balance.monitor import (
-    BalanceState,
-    LedgerEntry,
-    Snapshot,
-    exact_credits,
-)
+from rodin_jupyter.balance.display import credits_json, exact_credits
+from rodin_jupyter.balance.monitor import BalanceState, LedgerEntry, Snapshot
 from rodin_jupyter.balance.view import BalanceView, balance_view, reading_snapshot
 
 FG0 = "var(--jp-content-font-color0, #000)"

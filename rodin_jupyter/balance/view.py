@@ -13,12 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from rodin_jupyter.balance.monitor import (
-    BalanceState,
-    Snapshot,
-    describe_age,
-    format_credits,
-)
+from rodin_jupyter.balance.display import describe_age, format_credits
+from rodin_jupyter.balance.monitor import BalanceState, Snapshot
 from rodin_jupyter.balance.settings import settings, too_low_threshold
 
 MAX_ERROR_CHARS = 500

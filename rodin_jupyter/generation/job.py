@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from rodin_jupyter.balance.observers import Observers
 from rodin_jupyter.errors import KeyRefusedError, RodinError, RodinTimeoutError
 from rodin_jupyter.http import jobs_api
 from rodin_jupyter.http.client import RodinClient
@@ -68,7 +69,7 @@ class Job:
         self.fatal = False
         self.polls = 0
         self._done = threading.Event()
-        self._observers: list[Callable[[], None]] = []
+        self._observers: Observers[None] = Observers()
         self.paths: list[Path] = []
 
     # -- attaching -----------------------------------------------------------------
@@ -125,24 +126,10 @@ class Job:
 
     def subscribe(self, observer: Callable[[], None]) -> Callable[[], None]:
         """Call ``observer()`` (from the poller's thread) after every change."""
-        with self._lock:
-            self._observers.append(observer)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if observer in self._observers:
-                    self._observers.remove(observer)
-
-        return unsubscribe
+        return self._observers.add(lambda _: observer())
 
     def _notify(self) -> None:
-        with self._lock:
-            observers = list(self._observers)
-        for observer in observers:
-            try:
-                observer()
-            except Exception:  # one broken view must not stop the poller
-                continue
+        self._observers.notify(None)
 
     def apply(self, states: list[tuple[str, str]]) -> None:
         """Record a status answer (the poller calls this)."""

@@ -182,7 +182,8 @@ def _guard_refusal(price: Decimal) -> str | None:
 
 def _covered(price: Decimal, spent: Decimal, budget: Decimal | None) -> str | None:
     """Why the next submission must not go out, or None."""
-    from rodin_jupyter.balance.monitor import format_credits, get_monitor
+    from rodin_jupyter.balance.display import format_credits
+    from rodin_jupyter.balance.monitor import get_monitor
 
     if budget is not None and spent + price > budget:
         return (f"the next generation costs {format_credits(price)} credits and the batch "

@@ -15,8 +15,8 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Dict, Enum, Float, TraitError, observe, validate
 
+from rodin_jupyter.balance.display import format_credits
 from rodin_jupyter.balance.ledger import get_ledger
-from rodin_jupyter.balance.monitor import format_credits
 from rodin_jupyter.balance.settings import GuardSettings, settings
 from rodin_jupyter.errors import PricingError
 from rodin_jupyter.guard.decision import GuardBlocked
