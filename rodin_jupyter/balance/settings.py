@@ -110,7 +110,7 @@ def too_low_threshold() -> Decimal:
     if settings.balance.too_low_below is not None:
         return settings.balance.too_low_below
     from rodin_jupyter.errors import PricingError
-    from rodin_jupyter.guard.pricing import load_prices
+    from rodin_jupyter.guard.price_table import load_prices
 
     try:
         return load_prices(settings.guard.prices).cheapest()

@@ -30,7 +30,8 @@ from rodin_jupyter.guard.decision import Account, GuardBlocked, billable_endpoin
 from rodin_jupyter.guard.httpcore_hooks import hook_async_pool, hook_pool
 from rodin_jupyter.guard.marks import FORKED, clear_marks, is_guarded, is_post, mark_stack, netloc
 from rodin_jupyter.guard.pending import Pending, peek_body
-from rodin_jupyter.guard.pricing import load_prices, parse_addons, price_request
+from rodin_jupyter.guard.price_table import load_prices
+from rodin_jupyter.guard.pricing import parse_addons, price_request
 
 
 def _read_balance() -> Decimal:

@@ -20,7 +20,8 @@ from rodin_jupyter.balance.ledger import get_ledger
 from rodin_jupyter.balance.settings import GuardSettings, settings
 from rodin_jupyter.errors import PricingError
 from rodin_jupyter.guard.decision import GuardBlocked
-from rodin_jupyter.guard.pricing import PriceTable, estimate_cost, load_prices
+from rodin_jupyter.guard.price_table import PriceTable, load_prices
+from rodin_jupyter.guard.pricing import estimate_cost
 from rodin_jupyter.guard.sendtime import get_guard
 from rodin_jupyter.ipython.cell_errors import CellStopped
 from rodin_jupyter.ipython.cell_guard import NotebookSide

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from rodin_jupyter.errors import AddonsNotJSONError, PricingError
-from rodin_jupyter.guard.pricing import PriceTable, price_request
+from rodin_jupyter.guard.price_table import PriceTable
+from rodin_jupyter.guard.pricing import price_request
 
 Fields = Mapping[str, Sequence[object]]
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
-from rodin_jupyter.guard.pricing import PriceTable
+from rodin_jupyter.guard.price_table import PriceTable
 
 from . import answers, rules
 from .answers import Response

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from rodin_jupyter.balance.settings import check_balance_scale
-from rodin_jupyter.guard.pricing import PriceTable, load_prices
+from rodin_jupyter.guard.price_table import PriceTable, load_prices
 
 from . import answers
 from .answers import Response

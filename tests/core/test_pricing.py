@@ -9,11 +9,8 @@ from pathlib import Path
 import pytest
 
 from rodin_jupyter.errors import PricingError
-from rodin_jupyter.guard.pricing import (
-    FIELD_REPORT_PRICES,
-    load_prices,
-    price_request,
-)
+from rodin_jupyter.guard.price_table import FIELD_REPORT_PRICES, load_prices
+from rodin_jupyter.guard.pricing import price_request
 
 
 def test_texture_mode_costs_nothing_unless_the_field_report_is_switched_on() -> None:
@@ -35,7 +32,7 @@ def test_the_price_table_is_rebuilt_only_when_its_file_or_overrides_change(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every billable request asks for the table: the same inputs give the same table object,
     and an edit of the prices file (same size, same instant) still counts."""
-    from rodin_jupyter.guard.pricing import PRICES_FILE_VARIABLE, load_prices
+    from rodin_jupyter.guard.price_table import PRICES_FILE_VARIABLE, load_prices
 
     prices = tmp_path / "prices.json"
     prices.write_text('{"tiers": {"Gen-2": "0.7"}}')

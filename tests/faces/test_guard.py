@@ -21,7 +21,8 @@ from rodin_jupyter.balance.ledger import get_ledger
 from rodin_jupyter.balance.monitor import get_monitor
 from rodin_jupyter.errors import PricingError
 from rodin_jupyter.guard.decision import GuardBlocked
-from rodin_jupyter.guard.pricing import FIELD_REPORT_PRICES, estimate_cost, load_prices
+from rodin_jupyter.guard.price_table import FIELD_REPORT_PRICES, load_prices
+from rodin_jupyter.guard.pricing import estimate_cost
 from rodin_jupyter.guard.sendtime import get_guard
 from rodin_jupyter.ipython.guard_magics import GuardedCellFailed, RodinGuard
 from rodin_jupyter.sandbox import Sandbox

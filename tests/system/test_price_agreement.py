@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from rodin_jupyter.errors import PricingError
-from rodin_jupyter.guard.pricing import FIELD_REPORT_PRICES, estimate_cost, load_prices
+from rodin_jupyter.guard.price_table import FIELD_REPORT_PRICES, load_prices
+from rodin_jupyter.guard.pricing import estimate_cost
 from rodin_jupyter.sandbox import SANDBOX_KEY, Sandbox
 
 # RODIN_API.md, "Prices": credits per call, as documented.

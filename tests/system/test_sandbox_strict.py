@@ -23,10 +23,10 @@ import requests
 from rodin_jupyter.balance.settings import check_balance_scale, settings
 from rodin_jupyter.cli import main
 from rodin_jupyter.errors import PricingError
+from rodin_jupyter.guard.price_table import load_prices
 from rodin_jupyter.guard.pricing import (
     AddonsNotJSONError,
     estimate_cost,
-    load_prices,
     price_request,
     wire_addons,
 )
