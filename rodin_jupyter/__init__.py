@@ -29,14 +29,15 @@ if TYPE_CHECKING:
     from rodin_jupyter.generation import Job, JobFailedError, generate, generate_many
     from rodin_jupyter.guard.decision import GuardBlocked
     from rodin_jupyter.guard.pricing import estimate_cost
-    from rodin_jupyter.http.client import BalanceReading, RodinClient, check_balance
+    from rodin_jupyter.http.client import RodinClient, check_balance
     from rodin_jupyter.http.files_api import UrlExpired
     from rodin_jupyter.http.jobs_api import SubmissionRefused, TaskNotFound
+    from rodin_jupyter.http.reading import BalanceReading
     from rodin_jupyter.widgets.panel import BalancePanel
 
 LAZY = {
     "BalancePanel": "rodin_jupyter.widgets.panel",  # pulls in ipywidgets
-    "BalanceReading": "rodin_jupyter.http.client",
+    "BalanceReading": "rodin_jupyter.http.reading",
     "RodinClient": "rodin_jupyter.http.client",
     "check_balance": "rodin_jupyter.http.client",
     "estimate_cost": "rodin_jupyter.guard.pricing",

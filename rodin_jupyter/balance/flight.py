@@ -6,7 +6,8 @@ import threading
 import time
 
 from rodin_jupyter.errors import RodinError
-from rodin_jupyter.http.client import DEFAULT_DEADLINE, BalanceReading
+from rodin_jupyter.http.client import DEFAULT_DEADLINE
+from rodin_jupyter.http.reading import BalanceReading
 
 WAIT_LIMIT = 2 * DEFAULT_DEADLINE + 5.0
 """Longest any caller waits on another's balance check (the client's own deadline is less)."""

@@ -18,7 +18,8 @@ from rodin_jupyter.balance.observers import Observers
 from rodin_jupyter.balance.shared import SharedReadings
 from rodin_jupyter.balance.snapshot import BalanceState, LedgerEntry, Snapshot
 from rodin_jupyter.errors import RodinError
-from rodin_jupyter.http.client import BalanceReading, RodinClient
+from rodin_jupyter.http.client import RodinClient
+from rodin_jupyter.http.reading import BalanceReading
 
 log = logging.getLogger("rodin_jupyter.balance.monitor")
 

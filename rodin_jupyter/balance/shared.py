@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rodin_jupyter.balance.settings import settings
-from rodin_jupyter.http.client import BalanceReading
+from rodin_jupyter.http.reading import BalanceReading
 
 FILE_NAME = "rodin-jupyter-balances.json"
 LOCK_NAME = "rodin-jupyter-balances.lock"

@@ -12,9 +12,7 @@ import http.client
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
@@ -47,6 +45,7 @@ from rodin_jupyter.http.messages import (
     tls_message,
     unusable_proxy,
 )
+from rodin_jupyter.http.reading import BalanceReading
 from rodin_jupyter.http.transport import (
     BearerAuth,
     ca_bundle,
@@ -58,7 +57,7 @@ from rodin_jupyter.http.transport import (
 from rodin_jupyter.http.urls import resolve_base
 
 log = logging.getLogger("rodin_jupyter.http.client")
-__all__ = ["MAX_RETRY_AFTER", "BalanceReading", "RodinClient", "check_balance"]
+__all__ = ["MAX_RETRY_AFTER", "RodinClient", "check_balance"]
 
 DEFAULT_CONNECT_TIMEOUT = ClientSettings.connect_timeout  # declared once, in the settings
 DEFAULT_READ_TIMEOUT = ClientSettings.read_timeout
@@ -66,21 +65,6 @@ DEFAULT_DEADLINE = ClientSettings.deadline
 DEFAULT_RETRIES = 2
 MAX_BODY_BYTES = 64 * 1024
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class BalanceReading:
-    """A balance and when it was read (wall clock for people, monotonic for ages)."""
-
-    balance: Decimal
-    checked_at: datetime
-    monotonic: float = field(default_factory=time.monotonic, compare=False)
-    account: tuple[str, str] | None = field(default=None, compare=False)
-    """(base URL, key fingerprint) the reading was taken with; None when unknown."""
-
-    def age(self) -> float:
-        """Seconds since the reading was taken."""
-        return max(0.0, time.monotonic() - self.monotonic)
 
 
 class _Retry(Exception):

@@ -17,7 +17,7 @@ import requests
 
 from rodin_jupyter import RodinClient, RodinError
 from rodin_jupyter.balance.monitor import BalanceMonitor, LedgerEntry, Snapshot
-from rodin_jupyter.http.client import BalanceReading
+from rodin_jupyter.http.reading import BalanceReading
 from rodin_jupyter.sandbox import Sandbox
 from tests.conftest import FAKE_KEY, run_cell
 from tests.faultserver import FaultServer, Reply

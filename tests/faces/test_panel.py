@@ -24,7 +24,7 @@ from rodin_jupyter.balance.settings import settings
 from rodin_jupyter.balance.view import one_line
 from rodin_jupyter.compat import widget_view
 from rodin_jupyter.errors import RodinError
-from rodin_jupyter.http.client import BalanceReading
+from rodin_jupyter.http.reading import BalanceReading
 from rodin_jupyter.widgets.panel import BalancePanel
 from rodin_jupyter.widgets.schedule import (
     Runtime,

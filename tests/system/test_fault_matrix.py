@@ -26,12 +26,8 @@ import requests
 from rodin_jupyter import RodinClient, RodinError
 from rodin_jupyter import cli as cli_module
 from rodin_jupyter.balance.monitor import BalanceMonitor
-from rodin_jupyter.http.client import (
-    DEFAULT_DEADLINE,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_RETRIES,
-    BalanceReading,
-)
+from rodin_jupyter.http.client import DEFAULT_DEADLINE, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES
+from rodin_jupyter.http.reading import BalanceReading
 from rodin_jupyter.ipython.magics import RodinMagics
 from rodin_jupyter.sandbox import Sandbox
 from tests.conftest import FAKE_KEY, run_cell

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from rodin_jupyter import RodinClient, RodinError
 from rodin_jupyter.errors import BadResponseError, InsecureURLError, MissingKeyError
 from rodin_jupyter.http.answers import MAX_BALANCE, load_json, parse_balance, service_error_code
-from rodin_jupyter.http.client import MAX_RETRY_AFTER, BalanceReading
+from rodin_jupyter.http.client import MAX_RETRY_AFTER
 from rodin_jupyter.http.key import ApiKey
 from rodin_jupyter.http.messages import retry_after_seconds
+from rodin_jupyter.http.reading import BalanceReading
 from rodin_jupyter.http.urls import resolve_base_url
 from tests.conftest import FAKE_KEY
 from tests.faultserver import NETWORK_VARIABLES, FaultServer, Reply

@@ -28,8 +28,8 @@ from rodin_jupyter.balance.ledger import LedgerView, get_ledger
 from rodin_jupyter.balance.monitor import BalanceMonitor, LedgerEntry, Snapshot
 from rodin_jupyter.balance.text import Balance
 from rodin_jupyter.errors import InsecureURLError, KeyRefusedError
-from rodin_jupyter.http.client import BalanceReading
 from rodin_jupyter.http.key import ApiKey
+from rodin_jupyter.http.reading import BalanceReading
 from rodin_jupyter.ipython.magics import RodinMagics
 from rodin_jupyter.sandbox import Sandbox
 from tests.conftest import FAKE_KEY, run_cell
