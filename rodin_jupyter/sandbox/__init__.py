@@ -5,7 +5,8 @@ from __future__ import annotations
 from .answers import MESSAGES as ERROR_MESSAGES
 from .glb import triangle_glb
 from .ledger import ChargeRecord, Ledger, SandboxRequestError, sandbox_price
-from .server import SANDBOX_KEY, RequestRecord, Sandbox
+from .request_log import RequestRecord
+from .server import SANDBOX_KEY, Sandbox
 from .tasks import CANCELED, DONE, FAILED, GENERATING, WAITING
 
 __all__ = [

@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -29,30 +28,15 @@ from .httpd import (
     SandboxHTTPServer,
     loopback_bind_address,
     normalize_path,
-    path_for_log,
 )
 from .ledger import ChargeRecord, Ledger
+from .request_log import RequestLog, RequestRecord
 from .routes import Service
 from .tasks import DEFAULT_URL_TTL, FAILED, DownloadLinks, TaskBoard
 
 SANDBOX_KEY = "sandbox-key-not-a-real-secret"
 
 logger = logging.getLogger("rodin_jupyter.sandbox")
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """What the sandbox saw; deliberately without headers, so the key is never stored.
-
-    ``path`` is relative to ``/api/v2`` for API calls (``"/rodin"``) and the raw path
-    otherwise (``"/files/<task>/<token>/model.glb"``); ``status`` is 0 when no answer was sent.
-    """
-
-    method: str
-    path: str
-    status: int
-    at: float
-    authorized: bool
 
 
 class Sandbox:
@@ -98,8 +82,7 @@ class Sandbox:
         table = prices if isinstance(prices, PriceTable) else load_prices(prices)
         self._service = Service(self._ledger, self._board, self._links, self._plan, table,
                                 scale, max_parallel, lambda: self.origin)
-        self._lock = threading.Lock()
-        self._requests: list[RequestRecord] = []
+        self._log = RequestLog()
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
@@ -202,15 +185,11 @@ class Sandbox:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._requests)
+        return self._log.records()
 
     def count(self, method: str | None = None, path: str | None = None) -> int:
         """Number of recorded requests matching method and path (None matches any)."""
-        wanted = None if path is None else normalize_path(path)
-        return sum(1 for r in self.requests
-                   if (method is None or r.method == method.upper())
-                   and (wanted is None or r.path == wanted))
+        return self._log.count(method, None if path is None else normalize_path(path))
 
     # ----- fault injection --------------------------------------------------------------
 
@@ -279,7 +258,7 @@ class Sandbox:
         if incoming.body is None:
             response = answers.refusal(incoming.body_status, answers.INVALID_REQUEST,
                                        "could not read the request body")
-            self._record(method, path, response.status, authorized, at)
+            self._log.record(method, path, response.status, authorized, at)
             return response
         refused = self._service.gate(method, path, is_api, authorized)
         # Faults take only requests that reach an endpoint: a bad key or a stray path
@@ -287,7 +266,7 @@ class Sandbox:
         fault = self._plan.take(path) if refused is None else None
         if fault is not None and fault.status is not None:
             # Recorded before the delay so tests see it even when the client timed out.
-            self._record(method, path, 0 if fault.drop else fault.status, authorized, at)
+            self._log.record(method, path, 0 if fault.drop else fault.status, authorized, at)
             if self._pause(fault.delay) or fault.drop:  # stop() hangs up mid-delay
                 return None
             return Response(fault.status, fault.body, fault.content_type, dict(fault.headers))
@@ -298,7 +277,7 @@ class Sandbox:
             logger.debug("sandbox handler failed", exc_info=True)
             response = answers.refusal(500, "API_UNKNOWN", "sandbox internal error")
         dropped = fault is not None and fault.drop
-        self._record(method, path, 0 if dropped else response.status, authorized, at)
+        self._log.record(method, path, 0 if dropped else response.status, authorized, at)
         # status=None faults: the real answer ran (and may have charged); now delay / drop.
         if fault is not None and (self._pause(fault.delay) or dropped):
             return None
@@ -311,15 +290,6 @@ class Sandbox:
         if scheme.lower() != "bearer":
             return False
         return hmac.compare_digest(token.strip().encode(), self._api_key.encode())
-
-    def _record(self, method: str, path: str, status: int, authorized: bool, at: float) -> None:
-        """Called before the answer is written, so a client never sees an unrecorded reply.
-
-        Keeps method, path and status only; headers (and so the key) are never stored.
-        """
-        with self._lock:
-            self._requests.append(RequestRecord(method, path, status, at, authorized))
-        logger.debug("sandbox %s %s -> %s", method, path_for_log(path), status)
 
     def _pause(self, seconds: float) -> bool:
         """Sleep, but wake at once when stop() is called; True means stopping (hang up)."""
